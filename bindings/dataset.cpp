@@ -1,0 +1,6 @@
+#include "registry.h"
+
+namespace crossicl::bindings {
+// PLACEHOLDER: replaced by the real bindings of this area.
+void register_dataset(pybind11::module_&) {}
+}  // namespace crossicl::bindings

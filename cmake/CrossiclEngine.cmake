@@ -1,0 +1,27 @@
+# crossicl::engine: the libtorch LLaMA-family inference engine (sources in src/engine, headers in include/crossicl/engine).
+if(NOT CROSSICL_TORCH_FOUND)
+  return()
+endif()
+find_package(PkgConfig)
+if(PkgConfig_FOUND)
+  pkg_check_modules(SENTENCEPIECE IMPORTED_TARGET sentencepiece)
+endif()
+add_library(crossicl_engine ${CROSSICL_ENGINE_SOURCES})
+add_library(crossicl::engine ALIAS crossicl_engine)
+set_target_properties(crossicl_engine PROPERTIES OUTPUT_NAME crossicl_engine EXPORT_NAME engine)
+target_include_directories(crossicl_engine PUBLIC
+  $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
+  $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
+target_include_directories(crossicl_engine PRIVATE ${PROJECT_SOURCE_DIR}/src)
+# Only the torch libraries (torch_cpu, c10); no torch_python.
+target_link_libraries(crossicl_engine PUBLIC crossicl::core ${TORCH_LIBRARIES} PRIVATE fmt::fmt)
+if(SENTENCEPIECE_FOUND)
+  target_link_libraries(crossicl_engine PRIVATE PkgConfig::SENTENCEPIECE)
+else()
+  find_library(SENTENCEPIECE_LIB sentencepiece REQUIRED)
+  target_link_libraries(crossicl_engine PRIVATE ${SENTENCEPIECE_LIB})
+endif()
+target_compile_options(crossicl_engine PRIVATE ${CROSSICL_WARNINGS})
+if(CROSSICL_NATIVE_ARCH)
+  target_compile_options(crossicl_engine PRIVATE -march=native)
+endif()
