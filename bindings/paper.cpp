@@ -1,6 +1,41 @@
+#include <pybind11/stl.h>
+
+#include "crossicl/core/paper.h"
 #include "registry.h"
 
+namespace py = pybind11;
+
 namespace crossicl::bindings {
-// PLACEHOLDER: replaced by the real bindings of this area.
-void register_paper(pybind11::module_&) {}
+
+void register_paper(py::module_& m) {
+  py::module_ p = m.def_submodule("_paper", "The paper preset (fixture-pack layout).");
+  p.attr("methods") = paper::methods();
+  py::class_<paper::Pack, std::shared_ptr<paper::Pack>>(p, "Pack")
+      .def(py::init([](const std::string& dir, const std::string& style) {
+             return std::make_shared<paper::Pack>(dir, prompt_style_from_name(style));
+           }),
+           py::arg("path"), py::kw_only(), py::arg("style") = "paper")
+      .def_property_readonly("dir", &paper::Pack::dir)
+      .def_property_readonly("tasks", [](const paper::Pack& pk) { return std::make_shared<TaskSet>(pk.tasks()); })
+      .def_property_readonly("targets", &paper::Pack::targets)
+      .def_property_readonly("sources", &paper::Pack::sources)
+      .def("target_items", &paper::Pack::target_items, py::arg("target"), py::return_value_policy::reference_internal)
+      .def("target_item", &paper::Pack::target_item, py::arg("target"), py::arg("id"),
+           py::return_value_policy::reference_internal)
+      .def("demo", &paper::Pack::demo, py::arg("target"), py::arg("id"), py::arg("source"), py::arg("rank") = 0)
+      .def("pseudo_pool", &paper::Pack::pseudo_pool, py::arg("target"), py::return_value_policy::reference_internal)
+      .def("pseudo_positions", &paper::Pack::pseudo_positions, py::arg("target"), py::arg("seed"), py::arg("k"))
+      .def("source_pool", &paper::Pack::source_pool, py::arg("source"), py::call_guard<py::gil_scoped_release>())
+      .def("_prompt",
+           [](const paper::Pack& pk, std::string target, std::string method, std::string source, int shots,
+              std::optional<int> seed, std::string id, std::vector<std::string> models) {
+             paper::Row row{std::move(target), std::move(method), std::move(source), shots, seed, std::move(id),
+                            std::move(models)};
+             py::gil_scoped_release release;
+             return pk.prompt(row);
+           },
+           py::arg("target"), py::arg("method"), py::arg("source"), py::arg("shots"), py::arg("seed"), py::arg("id"),
+           py::arg("models"));
+}
+
 }  // namespace crossicl::bindings

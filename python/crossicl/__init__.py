@@ -20,3 +20,5 @@ from ._crossicl import *  # noqa: F401,F403
 from ._crossicl import InvalidArgument, LoadError  # noqa: F401
 
 __version__ = "0.1.0"
+
+from . import paper  # noqa: E402,F401
