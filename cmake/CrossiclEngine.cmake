@@ -18,9 +18,15 @@ target_link_libraries(crossicl_engine PUBLIC crossicl::core ${TORCH_LIBRARIES} P
 if(SENTENCEPIECE_FOUND)
   target_link_libraries(crossicl_engine PRIVATE PkgConfig::SENTENCEPIECE)
 else()
+  # No pkg-config file (or one pointing elsewhere): find the library and header directly.
   find_library(SENTENCEPIECE_LIB sentencepiece REQUIRED)
+  find_path(SENTENCEPIECE_INCLUDE_DIR sentencepiece_processor.h REQUIRED)
   target_link_libraries(crossicl_engine PRIVATE ${SENTENCEPIECE_LIB})
+  target_include_directories(crossicl_engine PRIVATE ${SENTENCEPIECE_INCLUDE_DIR})
 endif()
+# torch's include dir carries its own fmt headers (v12), which shadow the system fmt that fmt::fmt links;
+# use them header-only in every target that sees torch's includes.
+target_compile_definitions(crossicl_engine PUBLIC FMT_HEADER_ONLY=1)
 target_compile_options(crossicl_engine PRIVATE ${CROSSICL_WARNINGS})
 if(CROSSICL_NATIVE_ARCH)
   target_compile_options(crossicl_engine PRIVATE -march=native)
