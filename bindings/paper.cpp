@@ -8,9 +8,9 @@ namespace py = pybind11;
 namespace crossicl::bindings {
 
 void register_paper(py::module_& m) {
-  py::module_ p = m.def_submodule("_paper", "The paper preset (fixture-pack layout).");
-  p.attr("methods") = paper::methods();
-  py::class_<paper::Pack, std::shared_ptr<paper::Pack>>(p, "Pack")
+  m.attr("paper_methods") = paper::methods();
+  py::class_<paper::Pack, std::shared_ptr<paper::Pack>>(m, "PaperPack",
+                                                         "The paper preset; use crossicl.paper.Pack from Python.")
       .def(py::init([](const std::string& dir, const std::string& style) {
              return std::make_shared<paper::Pack>(dir, prompt_style_from_name(style));
            }),

@@ -13,10 +13,10 @@ from typing import Any
 
 from . import _crossicl
 
-methods: list[str] = list(_crossicl._paper.methods)
+methods: list[str] = list(_crossicl.paper_methods)
 
 
-class Pack(_crossicl._paper.Pack):
+class Pack(_crossicl.PaperPack):
     """A paper fixture pack (tasks.json, targets/, sources/, pseudo/, embeddings/).
 
     Files are read lazily and cached. ``style="paper"`` (the default here) gives the published strings byte
