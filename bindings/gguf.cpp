@@ -55,6 +55,9 @@ void register_gguf(py::module_& m) {
       .def_property_readonly("alignment", [](const GGUFFile& f) { return f.reader->alignment(); })
       .def_property_readonly("metadata", [](const GGUFFile& f) { return json_to_py(f.reader->metadata()); })
       .def_property_readonly("tensors", [](const GGUFFile& f) { return f.reader->tensors(); })
+      .def("tokenizer",
+           [](const GGUFFile& f) { return std::shared_ptr<Tokenizer>(Tokenizer::from_vocab(vocab_from_gguf(*f.reader))); },
+           "The tokenizer stored in the file's tokenizer.ggml.* metadata.")
       .def("read",
            [](const GGUFFile& f, const std::string& name) {
              const GGUFTensorInfo& t = f.reader->tensor(name);

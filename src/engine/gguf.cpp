@@ -253,3 +253,55 @@ void GGUFReader::read_f32(const GGUFTensorInfo& t, float* dst) const {
 }
 
 }  // namespace crossicl
+
+namespace crossicl {
+
+VocabArrays vocab_from_gguf(const GGUFReader& g) {
+  VocabArrays v;
+  v.model = g.get_string("tokenizer.ggml.model");
+  if (v.model != "llama" && v.model != "gpt2")
+    throw LoadError(fmt::format("{}: tokenizer.ggml.model '{}' is not supported (supported: llama, gpt2)", g.path(),
+                                v.model));
+  auto strings = [&](const char* key) {
+    std::vector<std::string> out;
+    for (const auto& x : g.get_array(key)) {
+      if (!x.is_string()) throw LoadError(fmt::format("{}: {} must hold strings", g.path(), key));
+      out.push_back(x.get<std::string>());
+    }
+    return out;
+  };
+  v.tokens = strings("tokenizer.ggml.tokens");
+  if (g.has("tokenizer.ggml.scores"))
+    for (const auto& x : g.get_array("tokenizer.ggml.scores")) {
+      if (!x.is_number()) throw LoadError(fmt::format("{}: tokenizer.ggml.scores must hold numbers", g.path()));
+      v.scores.push_back(x.get<float>());
+    }
+  if (g.has("tokenizer.ggml.token_type"))
+    for (const auto& x : g.get_array("tokenizer.ggml.token_type")) {
+      if (!x.is_number_integer()) throw LoadError(fmt::format("{}: tokenizer.ggml.token_type must hold integers", g.path()));
+      v.token_types.push_back(x.get<std::int32_t>());
+    }
+  if (g.has("tokenizer.ggml.merges")) v.merges = strings("tokenizer.ggml.merges");
+  if (g.has("tokenizer.ggml.pre")) v.pre = g.get_string("tokenizer.ggml.pre");
+  auto id = [&](const char* key) -> std::int32_t {
+    if (!g.has(key)) return -1;
+    const std::int64_t x = g.get_int(key);
+    if (x < 0 || x >= static_cast<std::int64_t>(v.tokens.size()))
+      throw LoadError(fmt::format("{}: {} = {} is outside the vocabulary (size {})", g.path(), key, x, v.tokens.size()));
+    return static_cast<std::int32_t>(x);
+  };
+  v.bos_id = id("tokenizer.ggml.bos_token_id");
+  v.eos_id = id("tokenizer.ggml.eos_token_id");
+  v.unk_id = id("tokenizer.ggml.unknown_token_id");
+  auto flag = [&](const char* key, bool fallback) {
+    if (!g.has(key)) return fallback;
+    if (!g.metadata().at(key).is_boolean()) throw LoadError(fmt::format("{}: {} must be a bool", g.path(), key));
+    return g.metadata().at(key).get<bool>();
+  };
+  // llama.cpp's defaults: SentencePiece vocabularies add BOS, byte-level ones do not unless the file says so.
+  v.add_bos = flag("tokenizer.ggml.add_bos_token", v.model == "llama");
+  v.add_eos = flag("tokenizer.ggml.add_eos_token", false);
+  return v;
+}
+
+}  // namespace crossicl

@@ -13,6 +13,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "crossicl/engine/tokenizer.h"
+
 namespace crossicl {
 
 /// ggml tensor types (the values stored in GGUF files).
@@ -90,5 +92,9 @@ class GGUFReader {
   std::vector<GGUFTensorInfo> tensors_;
   std::map<std::string, std::size_t> index_;
 };
+
+/// The tokenizer arrays of a GGUF file's `tokenizer.ggml.*` metadata (model, tokens, scores, token types, merges,
+/// special ids, add_bos/add_eos, pre). Throws LoadError naming the file and key when one is missing or mistyped.
+VocabArrays vocab_from_gguf(const GGUFReader& gguf);
 
 }  // namespace crossicl
