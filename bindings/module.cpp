@@ -13,6 +13,7 @@ PYBIND11_MODULE(_crossicl, m) {
 #ifdef CROSSICL_WITH_ENGINE
   register_tokenizer(m);
   register_engine(m);
+  register_gguf(m);
   m.attr("has_engine") = true;
 #else
   m.attr("has_engine") = false;

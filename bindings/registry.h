@@ -15,6 +15,7 @@ void register_paper(pybind11::module_& m);
 #ifdef CROSSICL_WITH_ENGINE
 void register_tokenizer(pybind11::module_& m);
 void register_engine(pybind11::module_& m);
+void register_gguf(pybind11::module_& m);
 #endif
 
 }  // namespace crossicl::bindings

@@ -1,0 +1,307 @@
+// Python bindings of the libtorch engine: crossicl.Engine, its results and crossicl.ModelConfig.
+// Long calls release the GIL; between forward passes the engine polls Python for signals (Ctrl-C raises
+// KeyboardInterrupt). torch's c10::Error reaches Python as RuntimeError without the C++ backtrace.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+#include <pybind11/stl/filesystem.h>
+
+#include <cstring>
+#include <filesystem>
+#include <optional>
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+#include <fmt/format.h>
+
+#include "crossicl/core/error.h"
+#include "crossicl/engine/engine.h"
+#include "registry.h"
+
+namespace py = pybind11;
+
+namespace crossicl::bindings {
+namespace {
+
+using Ids = std::vector<std::int32_t>;
+
+// A prompt list: str, a list of str, or a list of token-id lists (not mixed).
+struct Prompts {
+  std::vector<std::string> texts;
+  std::vector<Ids> ids;
+  bool is_text = true;
+};
+
+std::string utf8_of(const py::handle& o, const char* what, std::size_t i) {
+  if (py::isinstance<py::bytes>(o)) return o.cast<std::string>();
+  Py_ssize_t n = 0;
+  const char* s = PyUnicode_AsUTF8AndSize(o.ptr(), &n);
+  if (!s) {
+    PyErr_Clear();
+    throw InvalidArgument(fmt::format("{} {} is not valid UTF-8 text", what, i));
+  }
+  return std::string(s, static_cast<std::size_t>(n));
+}
+
+Ids ids_of(const py::handle& o, const char* what, std::size_t i) {
+  std::vector<long long> v;
+  try {
+    v = o.cast<std::vector<long long>>();
+  } catch (const py::cast_error&) {
+    throw InvalidArgument(fmt::format("{} {} must be a str or a sequence of int token ids", what, i));
+  }
+  Ids out;
+  for (long long x : v) {
+    if (x < INT32_MIN || x > INT32_MAX)
+      throw InvalidArgument(fmt::format("token id {} of {} {} out of range", x, what, i));
+    out.push_back(static_cast<std::int32_t>(x));
+  }
+  return out;
+}
+
+bool is_text(const py::handle& o) { return py::isinstance<py::str>(o) || py::isinstance<py::bytes>(o); }
+
+Prompts prompts_of(const py::object& obj, const char* what) {
+  Prompts p;
+  if (is_text(obj)) {
+    p.texts.push_back(utf8_of(obj, what, 0));
+    return p;
+  }
+  if (!py::isinstance<py::sequence>(obj) && !py::hasattr(obj, "__iter__"))
+    throw InvalidArgument(fmt::format("{}s must be a str or a list of str / token-id lists", what));
+  std::size_t i = 0;
+  std::optional<bool> text;
+  for (const py::handle& item : obj) {
+    const bool t = is_text(item);
+    if (text && *text != t) throw InvalidArgument(fmt::format("{} {} mixes text and token ids with the others", what, i));
+    text = t;
+    if (t)
+      p.texts.push_back(utf8_of(item, what, i));
+    else
+      p.ids.push_back(ids_of(item, what, i));
+    ++i;
+  }
+  p.is_text = text.value_or(true);
+  return p;
+}
+
+py::str to_str(const std::string& s) {
+  PyObject* o = PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "replace");
+  if (!o) throw py::error_already_set();
+  return py::reinterpret_steal<py::str>(o);
+}
+
+py::array_t<float> to_numpy(const at::Tensor& t) {
+  at::Tensor c = t.to(at::kFloat).contiguous().cpu();
+  std::vector<py::ssize_t> shape(c.sizes().begin(), c.sizes().end());
+  py::array_t<float> a(shape);
+  std::memcpy(a.mutable_data(), c.data_ptr<float>(), sizeof(float) * static_cast<std::size_t>(c.numel()));
+  return a;
+}
+
+// Runs fn without the GIL; a Ctrl-C seen by the engine's poll becomes the pending Python exception.
+template <typename F>
+auto released(F&& fn) {
+  try {
+    py::gil_scoped_release release;
+    return fn();
+  } catch (const Interrupted&) {
+    if (PyErr_Occurred()) throw py::error_already_set();
+    PyErr_SetNone(PyExc_KeyboardInterrupt);
+    throw py::error_already_set();
+  }
+}
+
+std::shared_ptr<Engine> make_engine(const std::filesystem::path& path, std::optional<std::filesystem::path> tokenizer,
+                                    const std::string& dtype, const std::string& device, int threads,
+                                    std::int64_t n_ctx, std::int64_t max_batch_tokens) {
+  EngineOptions o;
+  if (tokenizer) o.tokenizer = tokenizer->string();
+  o.dtype = dtype;
+  o.device = device;
+  o.threads = threads;
+  o.n_ctx = n_ctx;
+  o.max_batch_tokens = max_batch_tokens;
+  o.should_stop = [] {
+    py::gil_scoped_acquire acquire;
+    return PyErr_CheckSignals() != 0;
+  };
+  return released([&] { return std::make_shared<Engine>(path.string(), std::move(o)); });
+}
+
+std::string repr_floats(const std::vector<float>& v) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < v.size() && i < 8; ++i) s += fmt::format("{}{:.4g}", i ? ", " : "", v[i]);
+  return s + (v.size() > 8 ? ", ...]" : "]");
+}
+
+}  // namespace
+
+void register_engine(py::module_& m) {
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const c10::Error& e) {
+      py::set_error(PyExc_RuntimeError, e.what_without_backtrace());
+    }
+  });
+
+  py::class_<RopeScaling>(m, "RopeScaling", "RoPE frequency scaling of a model (type '' = none, 'llama3').")
+      .def_readonly("type", &RopeScaling::type)
+      .def_readonly("factor", &RopeScaling::factor)
+      .def_readonly("low_freq_factor", &RopeScaling::low_freq_factor)
+      .def_readonly("high_freq_factor", &RopeScaling::high_freq_factor)
+      .def_readonly("original_max_position_embeddings", &RopeScaling::original_max_position_embeddings);
+
+  py::class_<Config>(m, "ModelConfig", "Sizes and settings of a LLaMA-family model (read-only).")
+      .def_readonly("dim", &Config::dim)
+      .def_readonly("hidden_dim", &Config::hidden_dim)
+      .def_readonly("n_layers", &Config::n_layers)
+      .def_readonly("n_heads", &Config::n_heads)
+      .def_readonly("n_kv_heads", &Config::n_kv_heads)
+      .def_readonly("vocab_size", &Config::vocab_size)
+      .def_readonly("max_seq_len", &Config::max_seq_len)
+      .def_readonly("head_dim", &Config::head_dim)
+      .def_readonly("norm_eps", &Config::norm_eps)
+      .def_readonly("rope_theta", &Config::rope_theta)
+      .def_readonly("rope_scaling", &Config::rope_scaling)
+      .def_readonly("tie_word_embeddings", &Config::tie_word_embeddings)
+      .def_readonly("bos_id", &Config::bos_id)
+      .def_readonly("eos_ids", &Config::eos_ids)
+      .def("__repr__", [](const Config& c) {
+        return fmt::format("ModelConfig(dim={}, hidden_dim={}, n_layers={}, n_heads={}, n_kv_heads={}, "
+                           "vocab_size={}, max_seq_len={}, head_dim={})",
+                           c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.max_seq_len,
+                           c.head_dim);
+      });
+
+  py::class_<GenerateResult>(m, "GenerateResult", "One greedy generation.")
+      .def_property_readonly("text", [](const GenerateResult& r) { return to_str(r.text); },
+                             "Decoded continuation, cut before a stop string ('' without a tokenizer).")
+      .def_readonly("token_ids", &GenerateResult::token_ids, "Generated ids (EOS / the stop-completing token kept).")
+      .def_readonly("logprobs", &GenerateResult::logprobs, "Natural-log probability of each generated id.")
+      .def_readonly("truncated", &GenerateResult::truncated, "Prompt tokens dropped by truncation.")
+      .def_readonly("finish_reason", &GenerateResult::finish_reason, "'length', 'stop', 'eos' or 'window'.")
+      .def("__repr__", [](const GenerateResult& r) {
+        return fmt::format("GenerateResult(text={}, n_tokens={}, finish_reason='{}', truncated={})",
+                           std::string(py::repr(to_str(r.text))), r.token_ids.size(), r.finish_reason, r.truncated);
+      });
+
+  py::class_<ScoreResult>(m, "ScoreResult", "Log-probability of one continuation given the prompt.")
+      .def_readonly("sum", &ScoreResult::sum, "Sum of the continuation tokens' log-probs (natural log).")
+      .def_readonly("mean", &ScoreResult::mean, "sum / number of continuation tokens.")
+      .def_readonly("first", &ScoreResult::first, "Probability (not log) of the continuation's first token.")
+      .def_readonly("first_logprob", &ScoreResult::first_logprob, "log(first).")
+      .def_readonly("token_ids", &ScoreResult::token_ids, "The scored continuation tokens.")
+      .def_readonly("logprobs", &ScoreResult::logprobs, "Log-prob of each scored token.")
+      .def_readonly("truncated", &ScoreResult::truncated, "Prompt tokens dropped by truncation.")
+      .def("__repr__", [](const ScoreResult& r) {
+        return fmt::format("ScoreResult(sum={:.6g}, mean={:.6g}, first={:.6g}, logprobs={})", r.sum, r.mean, r.first,
+                           repr_floats(r.logprobs));
+      });
+
+  py::class_<Engine, std::shared_ptr<Engine>>(m, "Engine", R"doc(
+LLaMA-family inference on libtorch: greedy generation, continuation scoring, hidden states, logits.
+
+``path`` is an HF model directory (config.json + safetensors; its tokenizer.model / tokenizer.json is used
+unless ``tokenizer`` is given) or a llama2.c ``.bin`` checkpoint (pass ``tokenizer=`` for text input).
+Prompts are str (tokenized with BOS) or lists of token ids (used as given).
+
+    engine = crossicl.Engine("stories260K.bin", tokenizer="tok512.model")
+    out = engine.generate(["Once upon a time"], max_new_tokens=20, stop=["."])
+    out[0].text, out[0].token_ids, out[0].logprobs
+    scores = engine.score("The capital of France is", [" Paris", " Rome"])   # .sum .mean .first
+    h = engine.hidden_states(["a text"], layers=[0, -1], pooling="mean")     # [1, 2, dim]
+)doc")
+      .def(py::init(&make_engine), py::arg("path"), py::arg("tokenizer") = py::none(), py::kw_only(),
+           py::arg("dtype") = "float32", py::arg("device") = "cpu", py::arg("threads") = 0, py::arg("n_ctx") = 0,
+           py::arg("max_batch_tokens") = 1024,
+           "Loads the model (and tokenizer). dtype 'float32' or 'bfloat16'; device 'cpu' or 'cuda'; threads = torch "
+           "intra-op threads (0 = torch default); n_ctx = context window (0 = the model's); raises "
+           "crossicl.LoadError for bad files, ValueError for bad options.")
+      .def_property_readonly("config", [](const Engine& e) { return e.config(); }, "The model's ModelConfig.")
+      .def_property_readonly("tokenizer", [](const Engine& e) { return e.tokenizer(); },
+                             "The crossicl.Tokenizer, or None when opened without one.")
+      .def_property_readonly("n_ctx", &Engine::n_ctx, "Context window in tokens.")
+      .def_property_readonly("dtype", [](const Engine& e) { return std::string(c10::toString(e.model().dtype())); })
+      .def_property_readonly("device", [](const Engine& e) { return e.model().device().str(); })
+      .def("encode", [](const Engine& e, const py::object& text) { return e.encode(utf8_of(text, "prompt", 0)); },
+           py::arg("text"), "BOS + token ids of text (the engine's prompt tokenization).")
+      .def(
+          "generate",
+          [](Engine& e, const py::object& prompts, std::int64_t max_new_tokens, std::vector<std::string> stop,
+             bool stop_at_eos, const std::string& truncation) {
+            Prompts p = prompts_of(prompts, "prompt");
+            GenerateOptions o;
+            o.max_new_tokens = max_new_tokens;
+            o.stop = std::move(stop);
+            o.stop_at_eos = stop_at_eos;
+            o.truncation = truncation;
+            return released([&] { return p.is_text ? e.generate(p.texts, o) : e.generate(p.ids, o); });
+          },
+          py::arg("prompts"), py::kw_only(), py::arg("max_new_tokens") = 10,
+          py::arg("stop") = std::vector<std::string>{"\n"}, py::arg("stop_at_eos") = true,
+          py::arg("truncation") = "none",
+          "Greedy continuation of each prompt -> list[GenerateResult]. stop: strings ending the text (cut there); "
+          "truncation: 'none' (ValueError when a prompt exceeds n_ctx), 'left' or 'right' (keep room for "
+          "max_new_tokens).")
+      .def(
+          "score",
+          [](Engine& e, const py::object& prompt, const py::object& continuations, const std::string& truncation) {
+            ScoreOptions o;
+            o.truncation = truncation;
+            Prompts c = prompts_of(continuations, "continuation");
+            if (is_text(prompt)) {
+              const std::string text = utf8_of(prompt, "prompt", 0);
+              if (!c.is_text && !c.ids.empty())
+                throw InvalidArgument("continuations must be text when the prompt is text");
+              return released([&] { return e.score(text, c.texts, o); });
+            }
+            Ids ids = ids_of(prompt, "prompt", 0);
+            if (c.is_text && !c.texts.empty())
+              throw InvalidArgument("continuations must be token-id lists when the prompt is token ids");
+            return released([&] { return e.score(ids, c.ids, o); });
+          },
+          py::arg("prompt"), py::arg("continuations"), py::kw_only(), py::arg("truncation") = "none",
+          "Log-probs of each continuation after the prompt -> list[ScoreResult] (.sum, .mean, .first = "
+          "probability of the first continuation token). The prompt is computed once; text is tokenized jointly "
+          "as prompt + continuation and the tokens after the common prefix with the prompt's tokens are scored.")
+      .def(
+          "hidden_states",
+          [](Engine& e, const py::object& prompts, std::vector<int> layers, const std::string& pooling,
+             std::int64_t begin, std::int64_t end, const std::string& truncation) -> py::object {
+            Prompts p = prompts_of(prompts, "prompt");
+            HiddenStatesOptions o;
+            o.layers = std::move(layers);
+            o.pooling = pooling;
+            o.begin = begin;
+            o.end = end;
+            o.truncation = truncation;
+            std::vector<at::Tensor> hs =
+                released([&] { return p.is_text ? e.hidden_states(p.texts, o) : e.hidden_states(p.ids, o); });
+            if (pooling == "none") {
+              py::list out;
+              for (const auto& h : hs) out.append(to_numpy(h));
+              return std::move(out);
+            }
+            if (hs.empty())
+              return py::array_t<float>(std::vector<py::ssize_t>{0, static_cast<py::ssize_t>(o.layers.size()),
+                                                                  static_cast<py::ssize_t>(e.config().dim)});
+            return to_numpy(at::stack(hs, 0));
+          },
+          py::arg("prompts"), py::kw_only(), py::arg("layers") = std::vector<int>{-1}, py::arg("pooling") = "mean",
+          py::arg("begin") = 0, py::arg("end") = -1, py::arg("truncation") = "none",
+          "Hidden states as float32 numpy: [n_prompts, n_layers, dim] for pooling 'mean' (tokens [begin, end), "
+          "end=-1 = all) or 'last'; for 'none' a list of [n_layers, n_tokens, dim]. Layer 0 = embeddings, i = "
+          "output of block i, -1 / n_layers = final-norm output (as HF output_hidden_states).")
+      .def(
+          "logits",
+          [](Engine& e, const py::object& token_ids) {
+            Ids ids = ids_of(token_ids, "token_ids", 0);
+            at::Tensor l = released([&] { return e.logits(ids); });
+            return to_numpy(l);
+          },
+          py::arg("token_ids"), "Logits of every position of one id sequence -> float32 numpy [n, vocab].");
+}
+
+}  // namespace crossicl::bindings

@@ -1,0 +1,81 @@
+// A Context runs a Model's forward pass and owns the key/value cache of the sequences it serves (llama.cpp's
+// llama_context). Sequences are identified by integer ids; each has its own cached positions 0..len-1.
+// A batch must continue each of its sequences: the positions of a sequence's tokens in one batch are
+// consecutive and start at the sequence's cached length (a new sequence starts at 0).
+// Prefix sharing: seq_cp(src, dst, n) gives `dst` the first n cached positions of `src` (a copy of the cache
+// rows, no recomputation), so a prompt is computed once and continued in several ways.
+// A Context is not thread-safe; use one per thread.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "crossicl/engine/batch.h"
+#include "crossicl/engine/model.h"
+
+namespace crossicl {
+
+/// Sizes of a Context.
+struct ContextOptions {
+  std::int64_t n_ctx = 0;  // most positions per sequence (0 = the model's max_seq_len)
+};
+
+/// What decode returns for the batch entries with output = 1, in batch order.
+struct DecodeOutput {
+  at::Tensor logits;                // [n_outputs, vocab_size] float32 on the CPU (undefined if not requested)
+  std::vector<at::Tensor> hidden;   // one [n_outputs, dim] float32 CPU tensor per requested layer
+};
+
+/// What decode computes besides the KV cache update.
+struct DecodeOptions {
+  bool logits = true;                 // return logits of the output tokens
+  std::vector<int> hidden_layers;     // hidden states to return: 0 = embeddings, i = output of block i,
+                                      // n_layers = final-norm output (as HF output_hidden_states)
+};
+
+/// KV cache + forward pass over a shared Model.
+///
+///   crossicl::Context ctx(model);
+///   crossicl::Batch b; b.add(1, 0, 0, false); b.add(403, 1, 0, true);
+///   at::Tensor logits = ctx.decode(b).logits;   // [1, vocab]
+class Context {
+ public:
+  explicit Context(std::shared_ptr<const Model> model, ContextOptions options = {});
+
+  /// Runs the batch, appending its keys/values to each sequence's cache. Throws InvalidArgument (naming the
+  /// entry and value) for mismatched vector sizes, ids out of range, non-consecutive positions, a sequence
+  /// past n_ctx or a hidden layer outside [0, n_layers]; the cache is unchanged when it throws.
+  DecodeOutput decode(const Batch& batch, const DecodeOptions& options = {});
+
+  /// Cached positions of a sequence (0 when unknown).
+  std::int64_t seq_len(std::int32_t seq) const;
+  /// Drops a sequence's cache.
+  void seq_rm(std::int32_t seq);
+  /// Keeps only the first n cached positions of a sequence.
+  void seq_keep(std::int32_t seq, std::int64_t n);
+  /// Makes `dst` hold a copy of the first `n` cached positions of `src` (-1 = all); replaces `dst`.
+  void seq_cp(std::int32_t src, std::int32_t dst, std::int64_t n = -1);
+  /// Drops every sequence.
+  void clear();
+
+  std::int64_t n_ctx() const { return n_ctx_; }
+  const Model& model() const { return *model_; }
+
+ private:
+  struct SeqCache {
+    std::vector<at::Tensor> k;  // per layer [n_kv_heads, capacity, head_dim]
+    std::vector<at::Tensor> v;  // per layer [n_kv_heads, capacity, head_dim]
+    std::int64_t len = 0;       // filled positions
+  };
+  void reserve(SeqCache& cache, std::int64_t n);
+
+  std::shared_ptr<const Model> model_;
+  std::int64_t n_ctx_;
+  std::map<std::int32_t, SeqCache> seqs_;
+};
+
+}  // namespace crossicl

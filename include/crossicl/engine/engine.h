@@ -1,0 +1,157 @@
+// The convenient facade over Model + Context + Tokenizer: callers pass lists of prompts and get generations,
+// continuation scores, hidden states or logits. The Engine owns batching (prompts of different lengths are
+// packed into one forward pass without padding), the KV cache and caching policy (a scored prompt is computed
+// once and its cache reused by every candidate continuation).
+//
+// Prompts are text (tokenized with BOS, as HF and llama2.c do) or token ids (used as given). An Engine is not
+// meant for concurrent calls; calls from several threads are serialised.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "crossicl/engine/config.h"
+#include "crossicl/engine/context.h"
+#include "crossicl/engine/model.h"
+#include "crossicl/engine/tokenizer.h"
+
+namespace crossicl {
+
+/// Thrown when EngineOptions::should_stop asked to abort (e.g. Ctrl-C in Python).
+class Interrupted : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// How to open an Engine.
+struct EngineOptions {
+  std::string tokenizer;            // tokenizer file; "" = tokenizer.model/tokenizer.json of an HF dir, none for a .bin
+  std::string dtype = "float32";    // "float32" or "bfloat16" ("float16" on cuda)
+  std::string device = "cpu";       // "cpu" or "cuda[:i]"; InvalidArgument naming it when unavailable
+  int threads = 0;                  // torch intra-op threads, set once at construction (0 = torch default)
+  std::int64_t n_ctx = 0;           // context window in tokens (0 = the model's max_seq_len)
+  std::int64_t max_batch_tokens = 1024;  // most tokens per forward pass when packing prompts (> 0)
+  std::function<bool()> should_stop;     // polled between forward passes; true throws Interrupted (empty = never)
+};
+
+/// Options of Engine::generate (greedy decoding).
+struct GenerateOptions {
+  std::int64_t max_new_tokens = 10;      // tokens to generate at most (>= 0)
+  std::vector<std::string> stop = {"\n"};  // stop when the decoded continuation contains one; text is cut there
+                                          // (needs a tokenizer; ignored without one)
+  bool stop_at_eos = true;                // stop after generating EOS (EOS is kept in token_ids, not in text)
+  std::string truncation = "none";        // prompt longer than n_ctx - max_new_tokens: "none" = InvalidArgument
+                                          // if it exceeds n_ctx, "left" = drop the oldest tokens (BOS kept),
+                                          // "right" = drop the newest tokens
+};
+
+/// One generation.
+struct GenerateResult {
+  std::string text;                     // decoded continuation, cut before a stop string ("" without tokenizer)
+  std::vector<std::int32_t> token_ids;  // generated ids (including the EOS or the token completing a stop string)
+  std::vector<float> logprobs;          // natural-log probability of each generated id
+  std::int64_t truncated = 0;           // prompt tokens dropped by truncation (0 = none)
+  std::string finish_reason;            // "length", "stop", "eos" or "window" (context full)
+};
+
+/// Options of Engine::score.
+struct ScoreOptions {
+  std::string truncation = "none";  // prompt + longest continuation over n_ctx: "none" = InvalidArgument,
+                                    // "left"/"right" = drop prompt tokens as in GenerateOptions
+};
+
+/// Log-probability of one continuation given the prompt.
+struct ScoreResult {
+  double sum = 0;                       // sum of the continuation tokens' log-probs (natural log)
+  double mean = 0;                      // sum / number of continuation tokens
+  double first = 0;                     // probability (not log) of the continuation's first token
+  double first_logprob = 0;             // log of `first`
+  std::vector<std::int32_t> token_ids;  // the continuation's tokens that were scored
+  std::vector<float> logprobs;          // log-prob of each of them
+  std::int64_t truncated = 0;           // prompt tokens dropped by truncation
+};
+
+/// Options of Engine::hidden_states.
+struct HiddenStatesOptions {
+  std::vector<int> layers = {-1};  // 0 = embeddings, i = output of block i, n_layers (or -1) = final-norm output
+  std::string pooling = "mean";    // "mean" over [begin, end), "last" token, "none" (every position)
+  std::int64_t begin = 0;          // first token of the mean span (index into the prompt's tokens, BOS = 0)
+  std::int64_t end = -1;           // one past the last token of the span (-1 = the end of the prompt)
+  std::string truncation = "none"; // prompt over n_ctx: "none" = InvalidArgument, "left"/"right" drop tokens
+};
+
+/// Generation, scoring and hidden states over a LLaMA-family model.
+///
+///   crossicl::EngineOptions o;
+///   o.tokenizer = "tok512.model";
+///   crossicl::Engine engine("stories260K.bin", o);
+///   auto out = engine.generate({"Once upon a time"}, {});   // out[0].text, out[0].token_ids
+///   auto s = engine.score("Q: 2+2? A:", {" 4", " 5"});      // s[i].sum, s[i].mean, s[i].first
+class Engine {
+ public:
+  /// Loads `path` (HF directory or llama2.c .bin) and the tokenizer. Throws LoadError / InvalidArgument.
+  explicit Engine(const std::string& path, EngineOptions options = {});
+
+  const Config& config() const { return model_->config(); }
+  const Model& model() const { return *model_; }
+  std::shared_ptr<const Model> model_ptr() const { return model_; }
+  /// The tokenizer, or null when the engine was opened without one (token-id input only).
+  const std::shared_ptr<Tokenizer>& tokenizer() const { return tokenizer_; }
+  /// Context window in tokens.
+  std::int64_t n_ctx() const { return n_ctx_; }
+
+  /// Token ids of a prompt: BOS + encode(text). Throws InvalidArgument without a tokenizer, for an empty
+  /// prompt or for text that is not UTF-8.
+  std::vector<std::int32_t> encode(const std::string& prompt) const;
+
+  /// Greedy continuation of every prompt; prompts are prefilled together (packed, no padding).
+  std::vector<GenerateResult> generate(const std::vector<std::string>& prompts, const GenerateOptions& options = {});
+  std::vector<GenerateResult> generate(const std::vector<std::vector<std::int32_t>>& prompts,
+                                       const GenerateOptions& options = {});
+
+  /// Scores each continuation after `prompt`. The prompt is computed once and its KV cache copied for every
+  /// candidate. Boundary rule: prompt + continuation is tokenized jointly; the scored tokens are those after
+  /// the longest common prefix of the joint ids and the prompt's ids (normally exactly the prompt's ids; when
+  /// the tokenizer merges across the boundary, the merged token is scored as part of the continuation).
+  std::vector<ScoreResult> score(const std::string& prompt, const std::vector<std::string>& continuations,
+                                 const ScoreOptions& options = {});
+  /// Token-id version: the continuation ids are scored exactly as given after the prompt ids.
+  std::vector<ScoreResult> score(const std::vector<std::int32_t>& prompt,
+                                 const std::vector<std::vector<std::int32_t>>& continuations,
+                                 const ScoreOptions& options = {});
+
+  /// Hidden states of each prompt: per prompt a float32 tensor [n_layers_selected, dim] for "mean"/"last",
+  /// [n_layers_selected, n_tokens, dim] for "none". Layer indices follow HF output_hidden_states.
+  std::vector<at::Tensor> hidden_states(const std::vector<std::string>& prompts,
+                                        const HiddenStatesOptions& options = {});
+  std::vector<at::Tensor> hidden_states(const std::vector<std::vector<std::int32_t>>& prompts,
+                                        const HiddenStatesOptions& options = {});
+
+  /// Logits of every position of one sequence of ids.  // [n, vocab_size] float32
+  at::Tensor logits(const std::vector<std::int32_t>& token_ids);
+
+ private:
+  struct Prefill;
+  void check_ids(const std::vector<std::int32_t>& ids, const char* what, std::size_t index) const;
+  std::int64_t truncate(std::vector<std::int32_t>& ids, std::int64_t keep, const std::string& mode,
+                        const char* what, std::size_t index) const;
+  void poll() const;
+  std::vector<at::Tensor> run_prefill(std::vector<Prefill>& jobs, const DecodeOptions& options);
+  std::string continuation_text(const std::vector<std::int32_t>& prompt, const std::vector<std::int32_t>& gen) const;
+
+  std::shared_ptr<const Model> model_;
+  std::shared_ptr<Tokenizer> tokenizer_;
+  EngineOptions options_;
+  std::int64_t n_ctx_ = 0;
+  std::unique_ptr<Context> ctx_;
+  std::mutex mutex_;
+};
+
+}  // namespace crossicl

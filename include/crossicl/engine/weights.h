@@ -1,0 +1,64 @@
+// The parameter tensors of a LLaMA-family model and the loaders that read them: llama2.c checkpoints (legacy
+// v0: 7 int32 header + fp32 weights) and HF directories (config.json + model.safetensors, single or sharded).
+// Files are memory-mapped; a tensor whose stored dtype equals the requested dtype (and is suitably aligned) is
+// a view of the mapped bytes (no copy), and each such tensor keeps its mapping alive.
+//
+// RoPE convention: the forward pass uses HF's rotate_half (dim i pairs with i + head_dim/2). llama2.c rotates
+// adjacent pairs (2i, 2i+1), so its wq/wk rows are permuted per head on load (the inverse of HF's
+// convert_llama_weights_to_hf permute); both formats then reproduce their reference implementations.
+//
+// Every size read from a file is checked against the file before use; a bad file throws LoadError naming the
+// file, the tensor and the expected and actual values.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/ScalarType.h>
+
+#include "crossicl/engine/config.h"
+
+namespace crossicl {
+
+/// Weights of one transformer block; Linear weights are [out_features, in_features] as in HF.
+struct LayerWeights {
+  at::Tensor attention_norm;  // [dim]
+  at::Tensor wq;              // [n_heads * head_dim, dim]
+  at::Tensor wk;              // [n_kv_heads * head_dim, dim]
+  at::Tensor wv;              // [n_kv_heads * head_dim, dim]
+  at::Tensor wo;              // [dim, n_heads * head_dim]
+  at::Tensor ffn_norm;        // [dim]
+  at::Tensor w1;              // [hidden_dim, dim]  (HF gate_proj)
+  at::Tensor w2;              // [dim, hidden_dim]  (HF down_proj)
+  at::Tensor w3;              // [hidden_dim, dim]  (HF up_proj)
+};
+
+/// All parameters of a model plus the config they were read with.
+struct Weights {
+  Config config;
+  at::Tensor tok_embeddings;          // [vocab_size, dim]
+  std::vector<LayerWeights> layers;   // n_layers blocks
+  at::Tensor norm;                    // [dim] final RMSNorm
+  at::Tensor output;                  // [vocab_size, dim] classifier (same storage as tok_embeddings if tied)
+  c10::ScalarType dtype = c10::ScalarType::Float;  // dtype of every tensor above
+};
+
+/// Reads a llama2.c legacy (v0) checkpoint. A negative vocab_size in the header means an untied classifier
+/// follows the RoPE tables. norm_eps 1e-5, rope_theta 10000 (llama2.c's constants).
+///
+///   crossicl::Weights w = crossicl::load_llama2c("stories260K.bin", at::kFloat);
+Weights load_llama2c(const std::string& path, c10::ScalarType dtype);
+
+/// Reads an HF LLaMA directory: config.json and model.safetensors or model.safetensors.index.json + shards;
+/// tensors stored as F32, F16 or BF16.
+///
+///   crossicl::Weights w = crossicl::load_hf_dir("SmolLM2-135M/", at::kFloat);
+Weights load_hf_dir(const std::string& dir, c10::ScalarType dtype);
+
+/// Parses a dtype name: "float32"/"f32"/"float", "bfloat16"/"bf16", "float16"/"f16"/"half".
+/// Throws InvalidArgument naming the value otherwise.
+c10::ScalarType parse_dtype(const std::string& name);
+
+}  // namespace crossicl

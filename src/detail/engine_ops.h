@@ -1,0 +1,29 @@
+// Numerical building blocks of the LLaMA forward pass, following HF transformers' LlamaModel operation by
+// operation (so float32 results agree to rounding): RMSNorm in float32, RoPE with rotate_half.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include "crossicl/engine/config.h"
+
+namespace crossicl::detail {
+
+/// RMSNorm as HF: x / sqrt(mean(x^2) + eps) computed in float32, cast back, then times `weight`.
+at::Tensor rms_norm(const at::Tensor& x,       // [..., dim]
+                    const at::Tensor& weight,  // [dim]
+                    double eps);
+
+/// RoPE inverse frequencies 1 / theta^(2i / head_dim), i < head_dim/2, with llama3 scaling if configured.
+at::Tensor rope_inv_freq(const Config& config);  // [head_dim / 2] float32 (CPU)
+
+/// cos and sin tables for `positions`: emb = cat(freqs, freqs), freqs = pos * inv_freq (float32), cast to dtype.
+void rope_cos_sin(const at::Tensor& positions,  // [n] int64
+                  const at::Tensor& inv_freq,   // [head_dim / 2] float32
+                  at::ScalarType dtype, at::Tensor& cos, at::Tensor& sin);  // each [n, 1, head_dim]
+
+/// x * cos + rotate_half(x) * sin, rotate_half(x) = cat(-x[..., d/2:], x[..., :d/2]).
+at::Tensor apply_rope(const at::Tensor& x,    // [n, heads, head_dim]
+                      const at::Tensor& cos,  // [n, 1, head_dim]
+                      const at::Tensor& sin); // [n, 1, head_dim]
+
+}  // namespace crossicl::detail

@@ -1,0 +1,477 @@
+#include "crossicl/engine/engine.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
+#include <fmt/format.h>
+
+#include "crossicl/core/error.h"
+
+namespace crossicl {
+
+// One sequence to push through the model: `ids` continue whatever seq `seq` has cached.
+struct Engine::Prefill {
+  enum Outputs { kNone, kLast, kAll };
+  std::int32_t seq = 0;
+  std::vector<std::int32_t> ids;
+  Outputs outputs = kLast;
+  std::vector<at::Tensor> logit_parts;                // pieces of [n_out, vocab]
+  std::vector<std::vector<at::Tensor>> hidden_parts;  // per layer, pieces of [n_out, dim]
+  at::Tensor logits;                                  // [n_out, vocab]
+  std::vector<at::Tensor> hidden;                     // per layer [n_out, dim]
+};
+
+namespace {
+
+std::string preview(const std::string& s) {
+  return s.size() <= 40 ? s : s.substr(0, 40) + "...";
+}
+
+}  // namespace
+
+Engine::Engine(const std::string& path, EngineOptions options) : options_(std::move(options)) {
+  if (options_.threads < 0) throw InvalidArgument(fmt::format("threads must be >= 0 (threads={})", options_.threads));
+  if (options_.max_batch_tokens <= 0)
+    throw InvalidArgument(fmt::format("max_batch_tokens must be > 0 (max_batch_tokens={})", options_.max_batch_tokens));
+  if (options_.n_ctx < 0) throw InvalidArgument(fmt::format("n_ctx must be >= 0 (n_ctx={})", options_.n_ctx));
+  if (options_.threads > 0) at::set_num_threads(options_.threads);
+  model_ = Model::load(path, {options_.dtype, options_.device});
+  namespace fs = std::filesystem;
+  std::string tok = options_.tokenizer;
+  if (tok.empty() && fs::is_directory(path)) {
+    for (const char* name : {"tokenizer.model", "tokenizer.json"})
+      if (fs::exists(fs::path(path) / name)) {
+        tok = (fs::path(path) / name).string();
+        break;
+      }
+  }
+  if (!tok.empty()) tokenizer_ = std::shared_ptr<Tokenizer>(Tokenizer::from_file(tok));
+  n_ctx_ = options_.n_ctx > 0 ? options_.n_ctx : model_->config().max_seq_len;
+  ctx_ = std::make_unique<Context>(model_, ContextOptions{n_ctx_});
+}
+
+void Engine::poll() const {
+  if (options_.should_stop && options_.should_stop()) throw Interrupted("interrupted");
+}
+
+std::vector<std::int32_t> Engine::encode(const std::string& prompt) const {
+  if (!tokenizer_)
+    throw InvalidArgument("this engine has no tokenizer: pass token ids, or open it with tokenizer=<file>");
+  if (prompt.empty()) throw InvalidArgument("prompt is empty");
+  return tokenizer_->encode(prompt, /*bos=*/true);
+}
+
+void Engine::check_ids(const std::vector<std::int32_t>& ids, const char* what, std::size_t index) const {
+  if (ids.empty()) throw InvalidArgument(fmt::format("{} {} is empty", what, index));
+  const std::int64_t vocab = model_->config().vocab_size;
+  for (std::size_t i = 0; i < ids.size(); ++i)
+    if (ids[i] < 0 || ids[i] >= vocab)
+      throw InvalidArgument(fmt::format("token id {} of {} {} (at {}) out of range [0, {})", ids[i], what, index, i,
+                                        vocab));
+}
+
+std::int64_t Engine::truncate(std::vector<std::int32_t>& ids, std::int64_t keep, const std::string& mode,
+                              const char* what, std::size_t index) const {
+  const std::int64_t n = static_cast<std::int64_t>(ids.size());
+  if (mode != "none" && mode != "left" && mode != "right")
+    throw InvalidArgument(fmt::format("truncation must be 'none', 'left' or 'right' (got '{}')", mode));
+  if (n <= keep) return 0;
+  if (mode == "none")
+    throw InvalidArgument(fmt::format("{} {} has {} tokens, more than fit the context window (room for {} of "
+                                      "n_ctx={}); pass truncation='left' or 'right'",
+                                      what, index, n, keep, n_ctx_));
+  keep = std::max<std::int64_t>(keep, 1);
+  const std::int64_t drop = n - keep;
+  if (mode == "right") {
+    ids.resize(keep);
+  } else {
+    const std::int32_t bos = tokenizer_ ? tokenizer_->bos_id() : model_->config().bos_id;
+    const std::int64_t first = (bos >= 0 && ids[0] == bos && keep > 1) ? 1 : 0;  // keep BOS in front
+    ids.erase(ids.begin() + first, ids.begin() + first + drop);
+  }
+  return drop;
+}
+
+std::vector<at::Tensor> Engine::run_prefill(std::vector<Prefill>& jobs, const DecodeOptions& options) {
+  const std::size_t n_layers_out = options.hidden_layers.size();
+  for (Prefill& job : jobs) job.hidden_parts.assign(n_layers_out, {});
+  std::size_t j = 0, off = 0;
+  while (j < jobs.size() && jobs[j].ids.empty()) ++j;
+  while (j < jobs.size()) {
+    poll();
+    Batch b;
+    std::vector<std::pair<std::size_t, std::int64_t>> owners;  // (job, outputs in this batch)
+    const std::int64_t limit = options_.max_batch_tokens;
+    while (j < jobs.size() && static_cast<std::int64_t>(b.size()) < limit) {
+      Prefill& job = jobs[j];
+      const std::int64_t remaining = static_cast<std::int64_t>(job.ids.size() - off);
+      const std::int64_t take = std::min<std::int64_t>(remaining, limit - static_cast<std::int64_t>(b.size()));
+      const std::int64_t p0 = ctx_->seq_len(job.seq);
+      std::int64_t n_out = 0;
+      for (std::int64_t t = 0; t < take; ++t) {
+        const bool last = off + t + 1 == job.ids.size();
+        const bool out = job.outputs == Prefill::kAll || (job.outputs == Prefill::kLast && last);
+        b.add(job.ids[off + t], static_cast<std::int32_t>(p0 + t), job.seq, out);
+        n_out += out;
+      }
+      owners.emplace_back(j, n_out);
+      off += take;
+      if (off == job.ids.size()) {
+        off = 0;
+        ++j;
+        while (j < jobs.size() && jobs[j].ids.empty()) ++j;
+      }
+    }
+    DecodeOutput out = ctx_->decode(b, options);
+    std::int64_t row = 0;
+    for (const auto& [jj, n_out] : owners) {
+      if (n_out == 0) continue;
+      if (options.logits) jobs[jj].logit_parts.push_back(out.logits.narrow(0, row, n_out));
+      for (std::size_t h = 0; h < n_layers_out; ++h)
+        jobs[jj].hidden_parts[h].push_back(out.hidden[h].narrow(0, row, n_out));
+      row += n_out;
+    }
+  }
+  for (Prefill& job : jobs) {
+    if (!job.logit_parts.empty()) job.logits = at::cat(job.logit_parts, 0);
+    for (auto& parts : job.hidden_parts) job.hidden.push_back(parts.empty() ? at::Tensor() : at::cat(parts, 0));
+    job.logit_parts.clear();
+    job.hidden_parts.clear();
+  }
+  return {};
+}
+
+std::string Engine::continuation_text(const std::vector<std::int32_t>& prompt,
+                                      const std::vector<std::int32_t>& gen) const {
+  if (!tokenizer_ || gen.empty()) return "";
+  // Decoding the continuation alone would drop SentencePiece's leading space; decode it after the prompt.
+  std::vector<std::int32_t> all = prompt;
+  all.insert(all.end(), gen.begin(), gen.end());
+  const std::string full = tokenizer_->decode(all);
+  const std::string pre = tokenizer_->decode(prompt);
+  if (full.compare(0, pre.size(), pre) == 0) return full.substr(pre.size());
+  return tokenizer_->decode(gen);
+}
+
+std::vector<GenerateResult> Engine::generate(const std::vector<std::string>& prompts,
+                                             const GenerateOptions& options) {
+  std::vector<std::vector<std::int32_t>> ids;
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    if (prompts[i].empty()) throw InvalidArgument(fmt::format("prompt {} is empty", i));
+    ids.push_back(encode(prompts[i]));
+  }
+  return generate(ids, options);
+}
+
+std::vector<GenerateResult> Engine::generate(const std::vector<std::vector<std::int32_t>>& prompts_in,
+                                             const GenerateOptions& options) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  c10::InferenceMode guard;
+  if (options.max_new_tokens < 0)
+    throw InvalidArgument(fmt::format("max_new_tokens must be >= 0 (max_new_tokens={})", options.max_new_tokens));
+  for (std::size_t i = 0; i < options.stop.size(); ++i)
+    if (options.stop[i].empty()) throw InvalidArgument(fmt::format("stop string {} is empty", i));
+  std::vector<std::vector<std::int32_t>> prompts = prompts_in;
+  std::vector<GenerateResult> results(prompts.size());
+  const std::int64_t keep = options.truncation == "none" ? n_ctx_ : n_ctx_ - options.max_new_tokens;
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    check_ids(prompts[i], "prompt", i);
+    results[i].truncated = truncate(prompts[i], keep, options.truncation, "prompt", i);
+  }
+  ctx_->clear();
+  std::vector<Prefill> jobs(prompts.size());
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    jobs[i].seq = static_cast<std::int32_t>(i);
+    jobs[i].ids = prompts[i];
+  }
+  run_prefill(jobs, DecodeOptions{});
+
+  std::vector<std::int32_t> eos = model_->config().eos_ids;
+  if (tokenizer_ && tokenizer_->eos_id() >= 0) eos.push_back(tokenizer_->eos_id());
+  const bool use_stop = tokenizer_ && !options.stop.empty();
+  std::vector<at::Tensor> logits(prompts.size());  // [vocab] next-token logits per sequence
+  for (std::size_t i = 0; i < prompts.size(); ++i) logits[i] = jobs[i].logits[0];
+  std::vector<std::size_t> active;
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    if (options.max_new_tokens == 0)
+      results[i].finish_reason = "length";
+    else
+      active.push_back(i);
+  }
+  while (!active.empty()) {
+    std::vector<std::size_t> still;
+    for (std::size_t i : active) {
+      GenerateResult& r = results[i];
+      at::Tensor lp = at::log_softmax(logits[i], -1);  // [vocab]
+      const std::int32_t next = static_cast<std::int32_t>(lp.argmax().item<std::int64_t>());
+      r.token_ids.push_back(next);
+      r.logprobs.push_back(lp[next].item<float>());
+      if (options.stop_at_eos && std::find(eos.begin(), eos.end(), next) != eos.end()) {
+        r.finish_reason = "eos";
+        continue;
+      }
+      if (use_stop) {
+        const std::string text = continuation_text(prompts[i], r.token_ids);
+        std::size_t cut = std::string::npos;
+        for (const std::string& s : options.stop) cut = std::min(cut, text.find(s));
+        if (cut != std::string::npos) {
+          r.text = text.substr(0, cut);
+          r.finish_reason = "stop";
+          continue;
+        }
+      }
+      if (static_cast<std::int64_t>(r.token_ids.size()) >= options.max_new_tokens) {
+        r.finish_reason = "length";
+        continue;
+      }
+      if (ctx_->seq_len(static_cast<std::int32_t>(i)) >= n_ctx_) {
+        r.finish_reason = "window";
+        continue;
+      }
+      still.push_back(i);
+    }
+    active.swap(still);
+    if (active.empty()) break;
+    poll();
+    Batch b;
+    for (std::size_t i : active) {
+      const std::int32_t seq = static_cast<std::int32_t>(i);
+      b.add(results[i].token_ids.back(), static_cast<std::int32_t>(ctx_->seq_len(seq)), seq, true);
+    }
+    at::Tensor out = ctx_->decode(b).logits;  // [n_active, vocab]
+    for (std::size_t k = 0; k < active.size(); ++k) logits[active[k]] = out[static_cast<std::int64_t>(k)];
+  }
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    GenerateResult& r = results[i];
+    if (r.finish_reason == "stop") continue;
+    std::vector<std::int32_t> gen = r.token_ids;
+    if (r.finish_reason == "eos") gen.pop_back();
+    r.text = continuation_text(prompts[i], gen);
+  }
+  ctx_->clear();
+  return results;
+}
+
+std::vector<ScoreResult> Engine::score(const std::string& prompt, const std::vector<std::string>& continuations,
+                                       const ScoreOptions& options) {
+  const std::vector<std::int32_t> prompt_ids = encode(prompt);
+  if (continuations.empty()) return {};
+  // Candidate i = prompt_ids[:split_i] + scored_i (see the boundary rule in engine.h).
+  std::vector<std::vector<std::int32_t>> scored(continuations.size());
+  std::vector<std::int64_t> split(continuations.size());
+  for (std::size_t i = 0; i < continuations.size(); ++i) {
+    if (continuations[i].empty()) throw InvalidArgument(fmt::format("continuation {} is empty", i));
+    const std::vector<std::int32_t> joint = tokenizer_->encode(prompt + continuations[i], true);
+    std::size_t l = 0;
+    while (l < joint.size() && l < prompt_ids.size() && joint[l] == prompt_ids[l]) ++l;
+    if (l == 0)
+      throw InvalidArgument(fmt::format("continuation {} ('{}') changes the prompt's first token", i,
+                                        preview(continuations[i])));
+    if (l == joint.size())
+      throw InvalidArgument(fmt::format("continuation {} ('{}') adds no tokens", i, preview(continuations[i])));
+    split[i] = static_cast<std::int64_t>(l);
+    scored[i].assign(joint.begin() + l, joint.end());
+  }
+  // Reuse the id path: score prompt prefix + scored tokens, with per-candidate split points.
+  std::lock_guard<std::mutex> lock(mutex_);
+  c10::InferenceMode guard;
+  std::vector<std::int32_t> p = prompt_ids;
+  std::int64_t longest = 0;
+  for (const auto& s : scored) longest = std::max<std::int64_t>(longest, static_cast<std::int64_t>(s.size()));
+  if (options.truncation != "none" && options.truncation != "left" && options.truncation != "right")
+    throw InvalidArgument(fmt::format("truncation must be 'none', 'left' or 'right' (got '{}')", options.truncation));
+  std::int64_t dropped = 0;
+  if (static_cast<std::int64_t>(p.size()) + longest > n_ctx_) {
+    const std::int64_t keep = n_ctx_ - longest;
+    if (keep < 1)
+      throw InvalidArgument(fmt::format("a continuation has {} tokens, more than the context window (n_ctx={})",
+                                        longest, n_ctx_));
+    dropped = truncate(p, keep, options.truncation, "prompt", 0);
+    for (auto& s : split) {
+      if (options.truncation == "right") {
+        s = std::min<std::int64_t>(s, keep);
+      } else {
+        // left: the kept tail moved down by `dropped`; a split inside the dropped part keeps the BOS only
+        s = std::max<std::int64_t>(s - dropped, std::min<std::int64_t>(1, static_cast<std::int64_t>(p.size())));
+      }
+    }
+  }
+  // Shared prefix: everything before the earliest split but its last token (whose logits score token 1).
+  const std::int64_t shared = *std::min_element(split.begin(), split.end()) - 1;
+  ctx_->clear();
+  std::vector<Prefill> base(1);
+  base[0].seq = 0;
+  base[0].ids.assign(p.begin(), p.begin() + shared);
+  base[0].outputs = Prefill::kNone;
+  run_prefill(base, DecodeOptions{});
+  std::vector<Prefill> jobs(scored.size());
+  for (std::size_t i = 0; i < scored.size(); ++i) {
+    const std::int32_t seq = static_cast<std::int32_t>(i + 1);
+    ctx_->seq_cp(0, seq, shared);
+    jobs[i].seq = seq;
+    jobs[i].ids.assign(p.begin() + shared, p.begin() + split[i]);
+    jobs[i].ids.insert(jobs[i].ids.end(), scored[i].begin(), scored[i].end());
+    jobs[i].outputs = Prefill::kAll;
+  }
+  run_prefill(jobs, DecodeOptions{});
+  std::vector<ScoreResult> results(scored.size());
+  for (std::size_t i = 0; i < scored.size(); ++i) {
+    const std::int64_t n = static_cast<std::int64_t>(scored[i].size());
+    const std::int64_t first_row = split[i] - 1 - shared;  // row predicting the first scored token
+    at::Tensor lp = at::log_softmax(jobs[i].logits.narrow(0, first_row, n), -1);  // [n, vocab]
+    at::Tensor target = at::tensor(std::vector<std::int64_t>(scored[i].begin(), scored[i].end()), at::kLong);
+    at::Tensor picked = lp.gather(1, target.unsqueeze(1)).squeeze(1).contiguous();  // [n]
+    ScoreResult& r = results[i];
+    r.token_ids = scored[i];
+    r.logprobs.assign(picked.data_ptr<float>(), picked.data_ptr<float>() + n);
+    for (float v : r.logprobs) r.sum += v;
+    r.mean = r.sum / static_cast<double>(n);
+    r.first_logprob = r.logprobs[0];
+    r.first = std::exp(r.first_logprob);
+    r.truncated = dropped;
+  }
+  ctx_->clear();
+  return results;
+}
+
+std::vector<ScoreResult> Engine::score(const std::vector<std::int32_t>& prompt,
+                                       const std::vector<std::vector<std::int32_t>>& continuations,
+                                       const ScoreOptions& options) {
+  check_ids(prompt, "prompt", 0);
+  if (continuations.empty()) return {};
+  for (std::size_t i = 0; i < continuations.size(); ++i) check_ids(continuations[i], "continuation", i);
+  // Route through a tokenizer-free version of the text path.
+  std::lock_guard<std::mutex> lock(mutex_);
+  c10::InferenceMode guard;
+  std::vector<std::int32_t> p = prompt;
+  std::int64_t longest = 0;
+  for (const auto& s : continuations) longest = std::max<std::int64_t>(longest, static_cast<std::int64_t>(s.size()));
+  std::int64_t dropped = 0;
+  if (static_cast<std::int64_t>(p.size()) + longest > n_ctx_) {
+    const std::int64_t keep = n_ctx_ - longest;
+    if (keep < 1)
+      throw InvalidArgument(fmt::format("a continuation has {} tokens, more than the context window (n_ctx={})",
+                                        longest, n_ctx_));
+    dropped = truncate(p, keep, options.truncation, "prompt", 0);
+  } else if (options.truncation != "none" && options.truncation != "left" && options.truncation != "right") {
+    throw InvalidArgument(fmt::format("truncation must be 'none', 'left' or 'right' (got '{}')", options.truncation));
+  }
+  const std::int64_t P = static_cast<std::int64_t>(p.size());
+  ctx_->clear();
+  std::vector<Prefill> base(1);
+  base[0].seq = 0;
+  base[0].ids.assign(p.begin(), p.end() - 1);
+  base[0].outputs = Prefill::kNone;
+  run_prefill(base, DecodeOptions{});
+  std::vector<Prefill> jobs(continuations.size());
+  for (std::size_t i = 0; i < continuations.size(); ++i) {
+    const std::int32_t seq = static_cast<std::int32_t>(i + 1);
+    ctx_->seq_cp(0, seq, P - 1);
+    jobs[i].seq = seq;
+    jobs[i].ids = {p.back()};
+    jobs[i].ids.insert(jobs[i].ids.end(), continuations[i].begin(), continuations[i].end());
+    jobs[i].outputs = Prefill::kAll;
+  }
+  run_prefill(jobs, DecodeOptions{});
+  std::vector<ScoreResult> results(continuations.size());
+  for (std::size_t i = 0; i < continuations.size(); ++i) {
+    const std::int64_t n = static_cast<std::int64_t>(continuations[i].size());
+    at::Tensor lp = at::log_softmax(jobs[i].logits.narrow(0, 0, n), -1);  // [n, vocab]
+    at::Tensor target =
+        at::tensor(std::vector<std::int64_t>(continuations[i].begin(), continuations[i].end()), at::kLong);
+    at::Tensor picked = lp.gather(1, target.unsqueeze(1)).squeeze(1).contiguous();  // [n]
+    ScoreResult& r = results[i];
+    r.token_ids = continuations[i];
+    r.logprobs.assign(picked.data_ptr<float>(), picked.data_ptr<float>() + n);
+    for (float v : r.logprobs) r.sum += v;
+    r.mean = r.sum / static_cast<double>(n);
+    r.first_logprob = r.logprobs[0];
+    r.first = std::exp(r.first_logprob);
+    r.truncated = dropped;
+  }
+  ctx_->clear();
+  return results;
+}
+
+std::vector<at::Tensor> Engine::hidden_states(const std::vector<std::string>& prompts,
+                                              const HiddenStatesOptions& options) {
+  std::vector<std::vector<std::int32_t>> ids;
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    if (prompts[i].empty()) throw InvalidArgument(fmt::format("prompt {} is empty", i));
+    ids.push_back(encode(prompts[i]));
+  }
+  return hidden_states(ids, options);
+}
+
+std::vector<at::Tensor> Engine::hidden_states(const std::vector<std::vector<std::int32_t>>& prompts_in,
+                                              const HiddenStatesOptions& options) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  c10::InferenceMode guard;
+  const std::int64_t n_layers = model_->config().n_layers;
+  if (options.layers.empty()) throw InvalidArgument("layers is empty");
+  DecodeOptions dec;
+  dec.logits = false;
+  for (int layer : options.layers) {
+    if (layer < -(n_layers + 1) || layer > n_layers)
+      throw InvalidArgument(fmt::format("layer {} out of range [{}, {}]", layer, -(n_layers + 1), n_layers));
+    dec.hidden_layers.push_back(layer < 0 ? static_cast<int>(layer + n_layers + 1) : layer);
+  }
+  const std::string& pooling = options.pooling;
+  if (pooling != "mean" && pooling != "last" && pooling != "none")
+    throw InvalidArgument(fmt::format("pooling must be 'mean', 'last' or 'none' (got '{}')", pooling));
+  std::vector<std::vector<std::int32_t>> prompts = prompts_in;
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    check_ids(prompts[i], "prompt", i);
+    truncate(prompts[i], n_ctx_, options.truncation, "prompt", i);
+    if (pooling == "mean") {
+      const std::int64_t n = static_cast<std::int64_t>(prompts[i].size());
+      const std::int64_t end = options.end < 0 ? n : options.end;
+      if (options.begin < 0 || options.begin >= end || end > n)
+        throw InvalidArgument(fmt::format("mean span [{}, {}) is not inside prompt {} of {} tokens", options.begin,
+                                          options.end, i, n));
+    }
+  }
+  ctx_->clear();
+  std::vector<Prefill> jobs(prompts.size());
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    jobs[i].seq = static_cast<std::int32_t>(i);
+    jobs[i].ids = prompts[i];
+    jobs[i].outputs = pooling == "last" ? Prefill::kLast : Prefill::kAll;
+  }
+  run_prefill(jobs, dec);
+  std::vector<at::Tensor> out;
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    at::Tensor h = at::stack(jobs[i].hidden, 0);  // [n_layers_selected, n_out, dim]
+    if (pooling == "last") {
+      h = h.select(1, 0);  // [n_layers_selected, dim]
+    } else if (pooling == "mean") {
+      const std::int64_t n = static_cast<std::int64_t>(prompts[i].size());
+      const std::int64_t end = options.end < 0 ? n : options.end;
+      h = h.narrow(1, options.begin, end - options.begin).mean(1);  // [n_layers_selected, dim]
+    }
+    out.push_back(h.contiguous());
+  }
+  ctx_->clear();
+  return out;
+}
+
+at::Tensor Engine::logits(const std::vector<std::int32_t>& token_ids) {
+  check_ids(token_ids, "token_ids", 0);
+  std::lock_guard<std::mutex> lock(mutex_);
+  c10::InferenceMode guard;
+  if (static_cast<std::int64_t>(token_ids.size()) > n_ctx_)
+    throw InvalidArgument(
+        fmt::format("token_ids has {} tokens, more than the context window (n_ctx={})", token_ids.size(), n_ctx_));
+  ctx_->clear();
+  std::vector<Prefill> jobs(1);
+  jobs[0].ids = token_ids;
+  jobs[0].outputs = Prefill::kAll;
+  run_prefill(jobs, DecodeOptions{});
+  ctx_->clear();
+  return jobs[0].logits;
+}
+
+}  // namespace crossicl

@@ -1,0 +1,52 @@
+#include <cmath>
+
+#include <ATen/ATen.h>
+
+#include "detail/engine_ops.h"
+
+namespace crossicl::detail {
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  at::Tensor xf = x.to(at::kFloat);                  // [..., dim]
+  at::Tensor var = xf.pow(2).mean(-1, /*keepdim=*/true);  // [..., 1]
+  xf = xf * at::rsqrt(var + eps);                    // [..., dim]
+  return weight * xf.to(x.scalar_type());            // [..., dim]
+}
+
+at::Tensor rope_inv_freq(const Config& config) {
+  const std::int64_t hd = config.head_dim;
+  at::Tensor exponent = at::arange(0, hd, 2, at::kLong).to(at::kFloat) / static_cast<double>(hd);  // [hd/2]
+  at::Tensor inv_freq = at::pow(config.rope_theta, exponent).reciprocal();                         // [hd/2]
+  if (config.rope_scaling.type == "llama3") {
+    const RopeScaling& s = config.rope_scaling;
+    const double old_len = static_cast<double>(s.original_max_position_embeddings);
+    const double low_freq_wavelen = old_len / s.low_freq_factor;
+    const double high_freq_wavelen = old_len / s.high_freq_factor;
+    at::Tensor wavelen = (2 * M_PI) / inv_freq;  // [hd/2]
+    at::Tensor scaled = at::where(wavelen > low_freq_wavelen, inv_freq / s.factor, inv_freq);
+    at::Tensor smooth = (old_len / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+    at::Tensor smoothed = (1 - smooth) * scaled / s.factor + smooth * scaled;
+    at::Tensor medium = at::logical_not(wavelen < high_freq_wavelen).logical_and(
+        at::logical_not(wavelen > low_freq_wavelen));
+    inv_freq = at::where(medium, smoothed, scaled);
+  }
+  return inv_freq.contiguous();
+}
+
+void rope_cos_sin(const at::Tensor& positions, const at::Tensor& inv_freq, at::ScalarType dtype, at::Tensor& cos,
+                  at::Tensor& sin) {
+  at::Tensor freqs = positions.to(at::kFloat).unsqueeze(1) * inv_freq.unsqueeze(0);  // [n, hd/2]
+  at::Tensor emb = at::cat({freqs, freqs}, -1);                                       // [n, hd]
+  cos = emb.cos().to(dtype).unsqueeze(1);                                             // [n, 1, hd]
+  sin = emb.sin().to(dtype).unsqueeze(1);                                             // [n, 1, hd]
+}
+
+at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  const std::int64_t half = x.size(-1) / 2;
+  at::Tensor x1 = x.narrow(-1, 0, half);                 // [n, heads, hd/2]
+  at::Tensor x2 = x.narrow(-1, half, half);              // [n, heads, hd/2]
+  at::Tensor rotated = at::cat({x2.neg(), x1}, -1);      // [n, heads, hd]
+  return x * cos + rotated * sin;                        // [n, heads, hd]
+}
+
+}  // namespace crossicl::detail

@@ -1,0 +1,80 @@
+#include "crossicl/engine/weights.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include "crossicl/core/error.h"
+#include "detail/engine_mmap.h"
+
+namespace crossicl {
+namespace detail {
+
+std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw LoadError(fmt::format("{}: cannot open ({})", path, std::strerror(errno)));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw LoadError(fmt::format("{}: not a regular file", path));
+  }
+  std::shared_ptr<MappedFile> f(new MappedFile());
+  f->path_ = path;
+  f->size_ = static_cast<std::size_t>(st.st_size);
+  if (f->size_ > 0) {
+    void* p = ::mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+      const int err = errno;
+      ::close(fd);
+      throw LoadError(fmt::format("{}: cannot map {} bytes ({})", path, f->size_, std::strerror(err)));
+    }
+    f->data_ = static_cast<const std::uint8_t*>(p);
+  }
+  ::close(fd);  // the mapping stays valid after closing the descriptor
+  return f;
+}
+
+MappedFile::~MappedFile() {
+  if (data_) ::munmap(const_cast<std::uint8_t*>(data_), size_);
+}
+
+at::Tensor mapped_tensor(const std::shared_ptr<MappedFile>& file, std::size_t offset, c10::IntArrayRef shape,
+                         c10::ScalarType stored, c10::ScalarType target) {
+  void* p = const_cast<std::uint8_t*>(file->data() + offset);
+  const std::size_t elem = c10::elementSize(stored);
+  const bool aligned = reinterpret_cast<std::uintptr_t>(p) % elem == 0;
+  at::Tensor t;
+  if (aligned) {
+    std::shared_ptr<MappedFile> keep = file;  // the view owns a reference to the mapping
+    t = at::from_blob(p, shape, [keep](void*) {}, at::TensorOptions().dtype(stored));
+    if (stored == target) return t;
+  } else {
+    t = at::empty(shape, at::TensorOptions().dtype(stored));
+    std::memcpy(t.data_ptr(), p, t.numel() * elem);
+  }
+  return t.to(target);
+}
+
+std::uint64_t checked_mul(std::uint64_t a, std::uint64_t b, const std::string& what) {
+  std::uint64_t r = 0;
+  if (__builtin_mul_overflow(a, b, &r)) throw LoadError(fmt::format("{}: size overflows ({} * {})", what, a, b));
+  return r;
+}
+
+}  // namespace detail
+
+c10::ScalarType parse_dtype(const std::string& name) {
+  if (name == "float32" || name == "f32" || name == "float" || name == "fp32") return at::kFloat;
+  if (name == "bfloat16" || name == "bf16") return at::kBFloat16;
+  if (name == "float16" || name == "f16" || name == "half" || name == "fp16") return at::kHalf;
+  throw InvalidArgument(fmt::format("unknown dtype '{}' (expected float32, bfloat16 or float16)", name));
+}
+
+}  // namespace crossicl

@@ -1,0 +1,168 @@
+// Loaders: corrupt or mismatching files throw LoadError naming the file (and tensor), never crash.
+#include <filesystem>
+#include <fstream>
+
+#include <ATen/ATen.h>
+#include <catch2/catch.hpp>
+
+#include "crossicl/core/error.h"
+#include "crossicl/engine/model.h"
+#include "crossicl/engine/weights.h"
+#include "engine_test_util.h"
+#include "../test_data.h"
+
+using namespace crossicl;
+using Catch::Contains;
+
+TEST_CASE("truncated or padded llama2.c checkpoints are rejected with both sizes", "[engine][model]") {
+  const std::string p = test::shared_path("models/stories260K/stories260K.bin");
+  if (p.empty()) return;
+  std::ifstream in(p, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  REQUIRE(bytes.size() == 1056540);
+  test::TempDir dir("eng_bin");
+  test::write_file(dir.str("cut.bin"), bytes.substr(0, 100000));
+  CHECK_THROWS_WITH(load_llama2c(dir.str("cut.bin"), at::kFloat),
+                    Contains("cut.bin") && Contains("expected 1056540 bytes, got 100000"));
+  test::write_file(dir.str("long.bin"), bytes + "xxxx");
+  CHECK_THROWS_AS(load_llama2c(dir.str("long.bin"), at::kFloat), LoadError);
+  test::write_file(dir.str("tiny.bin"), bytes.substr(0, 10));
+  CHECK_THROWS_AS(load_llama2c(dir.str("tiny.bin"), at::kFloat), LoadError);
+  std::string bad = bytes;
+  bad[0] = bad[1] = bad[2] = bad[3] = '\xff';  // dim = -1
+  test::write_file(dir.str("neg.bin"), bad);
+  CHECK_THROWS_AS(load_llama2c(dir.str("neg.bin"), at::kFloat), LoadError);
+  std::string huge = bytes;
+  huge[3] = 0x7f;  // dim ~ 2^31: the size check catches it before any allocation
+  test::write_file(dir.str("huge.bin"), huge);
+  CHECK_THROWS_AS(load_llama2c(dir.str("huge.bin"), at::kFloat), LoadError);
+  CHECK_THROWS_AS(Model::load(dir.str("missing.bin")), LoadError);
+}
+
+TEST_CASE("llama2.c weights are views of the mapped file where possible", "[engine][model]") {
+  const std::string p = test::shared_path("models/stories260K/stories260K.bin");
+  if (p.empty()) return;
+  Weights w = load_llama2c(p, at::kFloat);
+  std::ifstream in(p, std::ios::binary);
+  in.seekg(28);
+  float first = 0;
+  in.read(reinterpret_cast<char*>(&first), 4);
+  CHECK(w.tok_embeddings[0][0].item<float>() == first);
+  // wv is used as stored; wq/wk are permuted copies.
+  const float* wv = w.layers[0].wv.data_ptr<float>();
+  const float* emb = w.tok_embeddings.data_ptr<float>();
+  CHECK(wv > emb);
+  CHECK(wv < emb + 1056540 / 4);
+}
+
+TEST_CASE("corrupt safetensors files throw LoadError naming file and tensor", "[engine]") {
+  test::TempDir dir("eng_st");
+  auto tensors = test::tiny_tensors();
+  const std::string d = dir.str();
+  test::write_tiny_hf(d, tensors);
+  REQUIRE_NOTHROW(load_hf_dir(d, at::kFloat));
+  const std::string st = d + "/model.safetensors";
+
+  SECTION("float32 tensors are views of one mapping of the file (no copy)") {
+    Weights w = load_hf_dir(d, at::kFloat);
+    const char* emb = static_cast<const char*>(w.tok_embeddings.data_ptr());
+    const char* ln = static_cast<const char*>(w.layers[0].attention_norm.data_ptr());
+    CHECK(ln - emb == 10 * 8 * 4);  // stored right after the [10, 8] embedding
+    CHECK(w.layers[0].attention_norm[3].item<float>() == tensors[1].data[3]);
+  }
+
+  SECTION("overlapping offsets") {
+    auto t = tensors;
+    t[2].begin = 0;  // q_proj overlaps the embedding
+    t[2].end = 8 * 8 * 4;
+    test::write_safetensors(st, t);
+    CHECK_THROWS_WITH(load_hf_dir(d, at::kFloat), Contains("model.safetensors") && Contains("overlap"));
+  }
+  SECTION("offsets past the end of the data") {
+    test::write_safetensors(st, tensors, -1, 100);
+    CHECK_THROWS_WITH(load_hf_dir(d, at::kFloat), Contains("outside the data section"));
+  }
+  SECTION("header length past the end of the file") {
+    test::write_safetensors(st, tensors, 1ull << 40);
+    CHECK_THROWS_WITH(load_hf_dir(d, at::kFloat), Contains("header length"));
+  }
+  SECTION("header that is not JSON") {
+    test::write_file(st, std::string("\x04\0\0\0\0\0\0\0{{{{", 12));
+    CHECK_THROWS_WITH(load_hf_dir(d, at::kFloat), Contains("invalid safetensors JSON"));
+  }
+  SECTION("byte length that does not match dtype * shape") {
+    auto t = tensors;
+    t[3].end = t[3].begin = -1;
+    t[3].shape = {4, 9};  // 36 floats declared, 32 stored
+    test::write_safetensors(st, t);
+    CHECK_THROWS_WITH(load_hf_dir(d, at::kFloat), Contains("self_attn.k_proj.weight") && Contains("needs 144 bytes"));
+  }
+  SECTION("shape that does not match config.json") {
+    auto t = tensors;
+    t[4].shape = {8, 4};  // v_proj transposed
+    test::write_safetensors(st, t);
+    CHECK_THROWS_WITH(load_hf_dir(d, at::kFloat), Contains("self_attn.v_proj.weight") && Contains("[4, 8]"));
+  }
+  SECTION("missing tensor") {
+    auto t = tensors;
+    t.pop_back();
+    test::write_safetensors(st, t);
+    CHECK_THROWS_WITH(load_hf_dir(d, at::kFloat), Contains("model.norm.weight") && Contains("not found"));
+  }
+  SECTION("untied model without lm_head") {
+    auto cfg = test::tiny_config();
+    cfg["tie_word_embeddings"] = false;
+    test::write_file(d + "/config.json", cfg.dump());
+    CHECK_THROWS_WITH(load_hf_dir(d, at::kFloat), Contains("lm_head.weight"));
+  }
+  SECTION("another architecture") {
+    auto cfg = test::tiny_config();
+    cfg["architectures"] = {"GPT2LMHeadModel"};
+    cfg["model_type"] = "gpt2";
+    test::write_file(d + "/config.json", cfg.dump());
+    CHECK_THROWS_WITH(load_hf_dir(d, at::kFloat), Contains("GPT2LMHeadModel"));
+  }
+  SECTION("unsupported options and bad sizes in config.json") {
+    auto cfg = test::tiny_config();
+    cfg["attention_bias"] = true;
+    test::write_file(d + "/config.json", cfg.dump());
+    CHECK_THROWS_WITH(load_hf_dir(d, at::kFloat), Contains("attention_bias"));
+    cfg = test::tiny_config();
+    cfg["num_key_value_heads"] = 3;
+    test::write_file(d + "/config.json", cfg.dump());
+    CHECK_THROWS_WITH(load_hf_dir(d, at::kFloat), Contains("n_kv_heads=3"));
+    cfg = test::tiny_config();
+    cfg["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 2.0}};
+    test::write_file(d + "/config.json", cfg.dump());
+    CHECK_THROWS_WITH(load_hf_dir(d, at::kFloat), Contains("yarn"));
+  }
+  SECTION("missing files") {
+    std::filesystem::remove(st);
+    CHECK_THROWS_WITH(load_hf_dir(d, at::kFloat), Contains("model.safetensors"));
+    std::filesystem::remove(d + "/config.json");
+    CHECK_THROWS_WITH(load_hf_dir(d, at::kFloat), Contains("config.json"));
+  }
+}
+
+TEST_CASE("sharded safetensors with an index load, a wrong index is reported", "[engine]") {
+  test::TempDir dir("eng_shard");
+  const std::string d = dir.str();
+  auto tensors = test::tiny_tensors();
+  test::write_file(d + "/config.json", test::tiny_config().dump());
+  std::vector<test::StTensor> a(tensors.begin(), tensors.begin() + 5), b(tensors.begin() + 5, tensors.end());
+  test::write_safetensors(d + "/model-00001-of-00002.safetensors", a);
+  test::write_safetensors(d + "/model-00002-of-00002.safetensors", b);
+  nlohmann::json idx;
+  idx["metadata"] = {{"total_size", 0}};
+  for (const auto& t : a) idx["weight_map"][t.name] = "model-00001-of-00002.safetensors";
+  for (const auto& t : b) idx["weight_map"][t.name] = "model-00002-of-00002.safetensors";
+  test::write_file(d + "/model.safetensors.index.json", idx.dump());
+  Weights w = load_hf_dir(d, at::kBFloat16);
+  CHECK(w.dtype == at::kBFloat16);
+  CHECK(w.layers[0].w2.scalar_type() == at::kBFloat16);
+  CHECK(w.norm.size(0) == 8);
+
+  idx["weight_map"]["model.norm.weight"] = "model-00001-of-00002.safetensors";
+  test::write_file(d + "/model.safetensors.index.json", idx.dump());
+  CHECK_THROWS_WITH(load_hf_dir(d, at::kFloat), Contains("model-00001-of-00002") && Contains("model.norm.weight"));
+}

@@ -1,0 +1,205 @@
+"""crossicl.Engine on stories260K (llama2.c checkpoint + tok512.model): golden run, Python surface, errors."""
+from __future__ import annotations
+
+import json
+import signal
+
+import numpy as np
+import pytest
+
+import crossicl
+
+if not getattr(crossicl, "has_engine", False):
+    pytest.skip("crossicl built without the engine", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def stories(models_dir):
+    return models_dir / "stories260K"
+
+
+@pytest.fixture(scope="module")
+def golden(stories):
+    return json.loads((stories / "golden.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def engine(stories):
+    return crossicl.Engine(str(stories / "stories260K.bin"), tokenizer=str(stories / "tok512.model"))
+
+
+@pytest.fixture(scope="module")
+def bare(stories):
+    return crossicl.Engine(stories / "stories260K.bin")  # os.PathLike, no tokenizer
+
+
+def test_config_and_tokenizer(engine, bare):
+    c = engine.config
+    assert (c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads) == (64, 172, 5, 8, 4)
+    assert (c.vocab_size, c.max_seq_len, c.head_dim) == (512, 512, 8)
+    assert c.tie_word_embeddings and c.rope_scaling.type == ""
+    assert engine.n_ctx == 512 and engine.dtype == "Float" and engine.device == "cpu"
+    assert isinstance(engine.tokenizer, crossicl.Tokenizer)
+    assert engine.tokenizer.vocab_size == 512 and engine.tokenizer.bos_id == 1
+    assert bare.tokenizer is None
+
+
+def test_golden_logits_and_greedy_ids(bare, golden):
+    for case in golden["cases"]:
+        ids = case["prompt_ids"]
+        logits = bare.logits(ids)
+        assert logits.shape == (len(ids), 512) and logits.dtype == np.float32
+        assert np.abs(logits[-1] - np.array(case["last_logits"], dtype=np.float32)).max() <= 1e-4
+        out = bare.generate([ids], max_new_tokens=60, stop=[], stop_at_eos=False)
+        assert out[0].token_ids == case["greedy_ids"]
+        assert out[0].text == ""  # no tokenizer
+
+
+def test_golden_text(engine, golden):
+    cases = [c for c in golden["cases"] if c["prompt"]]
+    for case in cases:
+        assert engine.encode(case["prompt"]) == case["prompt_ids"]
+    outs = engine.generate([c["prompt"] for c in cases], max_new_tokens=60, stop=[])
+    for case, out in zip(cases, outs):
+        assert out.token_ids == case["greedy_ids"]
+        assert out.text.strip() == case["greedy_text"].strip()
+        assert out.finish_reason == "length" and out.truncated == 0
+
+
+def test_stop_strings_cut_text(engine, golden):
+    case = golden["cases"][1]  # "Once upon a time" -> ", there was a little girl named Lily. She ..."
+    out = engine.generate(case["prompt"], max_new_tokens=60, stop=["."])[0]
+    assert out.finish_reason == "stop"
+    assert out.text == ", there was a little girl named Lily"
+    assert out.token_ids == case["greedy_ids"][: len(out.token_ids)]
+    assert len(out.token_ids) < 60
+    many = engine.generate([case["prompt"]], max_new_tokens=60, stop=["girl", "Lily"])[0]
+    assert many.text == ", there was a little "
+
+
+def test_score_reuses_prompt_and_matches_logits(engine):
+    prompt = "Once upon a time"
+    res = engine.score(prompt, [", there was", " Lily", " in a big park"])
+    assert len(res) == 3
+    for cont, r in zip([", there was", " Lily", " in a big park"], res):
+        joint = engine.encode(prompt + cont)
+        p = engine.encode(prompt)
+        assert joint[: len(p)] == p and r.token_ids == joint[len(p):]
+        logits = engine.logits(joint).astype(np.float64)
+        lp = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) - \
+            logits.max(-1, keepdims=True)
+        want = [lp[len(p) - 1 + i, t] for i, t in enumerate(r.token_ids)]
+        np.testing.assert_allclose(r.logprobs, want, atol=1e-4)
+        assert r.sum == pytest.approx(sum(want), abs=1e-3)
+        assert r.mean == pytest.approx(sum(want) / len(want), abs=1e-3)
+        assert r.first == pytest.approx(np.exp(want[0]), abs=1e-4)
+        assert r.first_logprob == pytest.approx(want[0], abs=1e-4)
+    assert res[0].sum > res[2].sum  # the model's own continuation is far likelier
+
+
+def test_hidden_states_pooling(engine):
+    prompts = ["Once upon a time", "Lily and Tom went to the park"]
+    none = engine.hidden_states(prompts, layers=[0, 2, -1], pooling="none")
+    assert [h.shape for h in none] == [(3, 5, 64), (3, 12, 64)]
+    mean = engine.hidden_states(prompts, layers=[0, 2, -1], pooling="mean")
+    assert mean.shape == (2, 3, 64)
+    np.testing.assert_allclose(mean[1], none[1].mean(1), atol=1e-5)
+    last = engine.hidden_states(prompts, layers=[0, 2, 5], pooling="last")
+    np.testing.assert_allclose(last[0], none[0][:, -1], atol=1e-5)
+    span = engine.hidden_states(prompts, layers=[2], begin=1, end=3)
+    np.testing.assert_allclose(span[0, 0], none[0][1, 1:3].mean(0), atol=1e-5)
+    # layer 0 is the embedding row of each token
+    emb0 = engine.hidden_states([[1, 7]], layers=[0], pooling="none")[0][0]
+    assert not np.allclose(emb0[0], emb0[1])
+
+
+def test_truncation(engine):
+    long = "Once upon a time " * 200
+    with pytest.raises(ValueError, match="truncation"):
+        engine.generate([long], max_new_tokens=4)
+    n = len(engine.encode(long))
+    left = engine.generate([long], max_new_tokens=4, truncation="left", stop=[])[0]
+    right = engine.generate([long], max_new_tokens=4, truncation="right", stop=[])[0]
+    assert left.truncated == right.truncated == n - (512 - 4)
+    assert len(left.token_ids) == len(right.token_ids) == 4
+    short = engine.generate(["Once upon a time"], max_new_tokens=2, truncation="left")[0]
+    assert short.truncated == 0
+
+
+def test_bad_input_raises_value_error(engine, bare, stories):
+    with pytest.raises(ValueError, match="empty"):
+        engine.generate([""])
+    with pytest.raises(ValueError, match="UTF-8"):
+        engine.generate(["bad \ud800 text"])
+    with pytest.raises(ValueError, match="UTF-8"):
+        engine.generate([b"\xff\xfe"])
+    with pytest.raises(ValueError, match="700"):
+        engine.logits([1, 700])
+    with pytest.raises(ValueError, match="-3"):
+        engine.generate([[1, -3]])
+    with pytest.raises(ValueError, match="layer 9"):
+        engine.hidden_states(["Once"], layers=[9])
+    with pytest.raises(ValueError, match="pooling"):
+        engine.hidden_states(["Once"], pooling="max")
+    with pytest.raises(ValueError, match="tokenizer"):
+        bare.generate(["Once upon a time"])
+    with pytest.raises(ValueError, match="continuation 1 is empty"):
+        engine.score("Once", [" upon", ""])
+    with pytest.raises(ValueError, match="cuda"):
+        crossicl.Engine(str(stories / "stories260K.bin"), device="cuda")
+    with pytest.raises(ValueError, match="float64"):
+        crossicl.Engine(str(stories / "stories260K.bin"), dtype="float64")
+    with pytest.raises(crossicl.LoadError, match="nowhere.bin"):
+        crossicl.Engine(str(stories / "nowhere.bin"))
+    with pytest.raises(TypeError):
+        engine.generate(["Once"], 5)  # options are keyword-only
+
+
+def test_bfloat16_engine(stories, golden):
+    e = crossicl.Engine(str(stories / "stories260K.bin"), dtype="bfloat16", threads=1)
+    case = golden["cases"][1]
+    got = e.logits(case["prompt_ids"])[-1]
+    want = np.array(case["last_logits"], dtype=np.float32)
+    assert np.abs(got - want).max() < 0.5
+    assert got.argmax() == want.argmax()
+
+
+def test_ctrl_c_raises_keyboard_interrupt(bare):
+    if not hasattr(signal, "setitimer"):
+        pytest.skip("no setitimer")
+    prompts = [[1, 403 + i] for i in range(16)]
+    signal.setitimer(signal.ITIMER_REAL, 0.05)
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.05)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            for _ in range(50):  # far longer than the timer
+                bare.generate(prompts, max_new_tokens=500, stop=[], stop_at_eos=False)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    # the engine is still usable afterwards
+    assert len(bare.generate([[1, 403]], max_new_tokens=3, stop=[])[0].token_ids) == 3
+
+
+def test_calls_from_threads_and_numpy_ids(bare, golden):
+    import threading
+
+    case = golden["cases"][2]
+    want = case["greedy_ids"][:20]
+    results = [None] * 4
+
+    def work(i):
+        results[i] = bare.generate([np.array(case["prompt_ids"])], max_new_tokens=20, stop=[])[0].token_ids
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [want] * 4
+    np.testing.assert_array_equal(bare.logits(np.array(case["prompt_ids"], dtype=np.int32)).argmax(-1)[-1],
+                                  want[0])
