@@ -22,3 +22,4 @@ from ._crossicl import InvalidArgument, LoadError  # noqa: F401
 __version__ = "0.1.0"
 
 from . import paper  # noqa: E402,F401
+from . import models  # noqa: E402,F401

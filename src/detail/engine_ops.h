@@ -26,4 +26,9 @@ at::Tensor apply_rope(const at::Tensor& x,    // [n, heads, head_dim]
                       const at::Tensor& cos,  // [n, 1, head_dim]
                       const at::Tensor& sin); // [n, 1, head_dim]
 
+/// Reorders each head's rows of a wq/wk weight [heads * head_dim, in] from the interleaved RoPE layout
+/// (pairs (2i, 2i+1): Meta's checkpoints, llama2.c, GGUF) to HF's rotate_half layout (pairs (i, i + head_dim/2))
+/// as rows [0, 2, 4, ..., 1, 3, 5, ...] of each head; q.k is unchanged because q and k get the same order.
+at::Tensor interleaved_to_half(const at::Tensor& w, std::int64_t heads, std::int64_t head_dim);
+
 }  // namespace crossicl::detail

@@ -1,4 +1,6 @@
 #include "crossicl/engine/engine.h"
+#include "crossicl/engine/gguf.h"
+#include "crossicl/engine/weights.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -48,7 +50,10 @@ Engine::Engine(const std::string& path, EngineOptions options) : options_(std::m
         break;
       }
   }
-  if (!tok.empty()) tokenizer_ = std::shared_ptr<Tokenizer>(Tokenizer::from_file(tok));
+  if (!tok.empty())
+    tokenizer_ = std::shared_ptr<Tokenizer>(Tokenizer::from_file(tok));
+  else if (is_gguf_file(path))
+    tokenizer_ = std::shared_ptr<Tokenizer>(tokenizer_from_gguf(path));
   n_ctx_ = options_.n_ctx > 0 ? options_.n_ctx : model_->config().max_seq_len;
   ctx_ = std::make_unique<Context>(model_, ContextOptions{n_ctx_});
 }

@@ -7,20 +7,9 @@
 #include "crossicl/core/error.h"
 #include "crossicl/engine/weights.h"
 #include "detail/engine_mmap.h"
+#include "detail/engine_ops.h"
 
 namespace crossicl {
-namespace {
-
-// llama2.c rotates adjacent pairs (2i, 2i+1) of each head; the forward pass uses HF's rotate_half, which pairs
-// i with i + head_dim/2. Reordering each head's rows as [0, 2, 4, ..., 1, 3, 5, ...] turns one into the other
-// (q.k is unchanged because q and k get the same order).
-at::Tensor interleaved_to_half(const at::Tensor& w, std::int64_t heads, std::int64_t head_dim) {
-  const std::int64_t in = w.size(1);
-  return w.view({heads, head_dim / 2, 2, in}).transpose(1, 2).reshape({heads * head_dim, in}).contiguous();
-}
-
-}  // namespace
-
 Weights load_llama2c(const std::string& path, c10::ScalarType dtype) {
   using detail::checked_mul;
   auto file = detail::MappedFile::open(path);
@@ -111,8 +100,8 @@ Weights load_llama2c(const std::string& path, c10::ScalarType dtype) {
   for (std::int64_t l = 0; l < Li; ++l) {
     LayerWeights lw;
     lw.attention_norm = rms_att[l];
-    lw.wq = interleaved_to_half(wq[l], c.n_heads, c.head_dim);
-    lw.wk = interleaved_to_half(wk[l], c.n_kv_heads, c.head_dim);
+    lw.wq = detail::interleaved_to_half(wq[l], c.n_heads, c.head_dim);
+    lw.wk = detail::interleaved_to_half(wk[l], c.n_kv_heads, c.head_dim);
     lw.wv = wv[l];
     lw.wo = wo[l];
     lw.ffn_norm = rms_ffn[l];

@@ -38,7 +38,9 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const ModelOpt
     throw InvalidArgument("dtype 'float16' is only supported on cuda; use float32 or bfloat16 on the cpu");
   namespace fs = std::filesystem;
   if (!fs::exists(path)) throw LoadError(fmt::format("{}: no such file or directory", path));
-  Weights w = fs::is_directory(path) ? load_hf_dir(path, dtype) : load_llama2c(path, dtype);
+  Weights w = fs::is_directory(path) ? load_hf_dir(path, dtype)
+              : is_gguf_file(path)    ? load_gguf(path, dtype)
+                                      : load_llama2c(path, dtype);
   return std::make_shared<const Model>(std::move(w), device);
 }
 

@@ -49,4 +49,9 @@ at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tens
   return x * cos + rotated * sin;                        // [n, heads, hd]
 }
 
+at::Tensor interleaved_to_half(const at::Tensor& w, std::int64_t heads, std::int64_t head_dim) {
+  const std::int64_t in = w.size(1);
+  return w.view({heads, head_dim / 2, 2, in}).transpose(1, 2).reshape({heads * head_dim, in}).contiguous();
+}
+
 }  // namespace crossicl::detail

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -96,5 +97,8 @@ class GGUFReader {
 /// The tokenizer arrays of a GGUF file's `tokenizer.ggml.*` metadata (model, tokens, scores, token types, merges,
 /// special ids, add_bos/add_eos, pre). Throws LoadError naming the file and key when one is missing or mistyped.
 VocabArrays vocab_from_gguf(const GGUFReader& gguf);
+
+/// The tokenizer of a GGUF file (maps the file, reads its metadata). Throws LoadError naming the file.
+std::unique_ptr<Tokenizer> tokenizer_from_gguf(const std::string& path);
 
 }  // namespace crossicl

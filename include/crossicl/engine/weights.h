@@ -57,6 +57,16 @@ Weights load_llama2c(const std::string& path, c10::ScalarType dtype);
 ///   crossicl::Weights w = crossicl::load_hf_dir("SmolLM2-135M/", at::kFloat);
 Weights load_hf_dir(const std::string& dir, c10::ScalarType dtype);
 
+/// Reads a GGUF checkpoint of the "llama" architecture (llama.cpp tensor names; F32/F16/BF16 and the block
+/// quantisations of crossicl/engine/gguf.h, dequantised to `dtype` on load). Another architecture, RoPE scaling
+/// stored in the file, or a tensor of an unexpected shape throws LoadError naming it.
+///
+///   crossicl::Weights w = crossicl::load_gguf("SmolLM2-135M-Instruct.Q4_1.gguf", at::kFloat);
+Weights load_gguf(const std::string& path, c10::ScalarType dtype);
+
+/// Whether `path` is a file starting with the GGUF magic.
+bool is_gguf_file(const std::string& path);
+
 /// Parses a dtype name: "float32"/"f32"/"float", "bfloat16"/"bf16", "float16"/"f16"/"half".
 /// Throws InvalidArgument naming the value otherwise.
 c10::ScalarType parse_dtype(const std::string& name);
