@@ -6,8 +6,9 @@ from __future__ import annotations
 import collections.abc
 import numpy
 import numpy.typing
+import os
 import typing
-__all__: list[str] = ['BM25TopK', 'CosineTopK', 'Example', 'FixedDemo', 'InvalidArgument', 'LabelBalancedTopK', 'LoadError', 'MMR', 'MixedCosineTopK', 'PaperPack', 'Prompt', 'PromptBuilder', 'RandomSelector', 'SourceBlock', 'Span', 'TTestResult', 'Task', 'TaskSet', 'Template', 'accuracy', 'accuracy_interval', 'exact_match', 'has_engine', 'headline_gain', 'incomplete_beta', 'is_pandas_na', 'load_examples', 'load_tasks', 'majority_vote', 'normalize', 'normalize_gold', 'numpy_legacy_permutation', 'paired_ttest', 'paper_methods', 'python_lower', 'student_t_sf']
+__all__: list[str] = ['BM25TopK', 'CosineTopK', 'Engine', 'Example', 'FixedDemo', 'GGUFFile', 'GGUFTensorInfo', 'GenerateResult', 'InvalidArgument', 'LabelBalancedTopK', 'LoadError', 'MMR', 'MixedCosineTopK', 'ModelConfig', 'PaperPack', 'Prompt', 'PromptBuilder', 'RandomSelector', 'RopeScaling', 'ScoreResult', 'SourceBlock', 'Span', 'TTestResult', 'Task', 'TaskSet', 'Template', 'Tokenizer', 'accuracy', 'accuracy_interval', 'dequantize', 'exact_match', 'has_engine', 'headline_gain', 'incomplete_beta', 'is_pandas_na', 'load_examples', 'load_tasks', 'majority_vote', 'normalize', 'normalize_gold', 'numpy_legacy_permutation', 'paired_ttest', 'paper_methods', 'python_lower', 'student_t_sf']
 class InvalidArgument(ValueError):
     pass
 class LoadError(RuntimeError):
@@ -452,6 +453,311 @@ class PaperPack:
     @property
     def tasks(self) -> TaskSet:
         ...
+class Tokenizer:
+    """
+    Text <-> token ids of a LLaMA-family tokenizer: a SentencePiece ``tokenizer.model`` or an HF
+    ``tokenizer.json`` (BPE with byte fallback, or byte-level BPE); the kind is decided by the file's content.
+    Thread-safe; encode/decode release the GIL.
+    
+        tok = crossicl.Tokenizer("tokenizer.model")
+        ids = tok.encode("Hello world")          # [1, 15043, 3186]
+        tok.decode(ids)                          # 'Hello world'
+    """
+    @staticmethod
+    def from_file(path: os.PathLike | str | bytes) -> Tokenizer:
+        """
+        Same as Tokenizer(path).
+        """
+    @staticmethod
+    def from_vocab(tokens: collections.abc.Sequence[str], *, model: str = 'llama', scores: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = [], token_types: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] = [], merges: collections.abc.Sequence[str] = [], bos_id: typing.SupportsInt | typing.SupportsIndex = -1, eos_id: typing.SupportsInt | typing.SupportsIndex = -1, unk_id: typing.SupportsInt | typing.SupportsIndex = -1, add_bos: bool = True, add_eos: bool = False, pre: str = '') -> Tokenizer:
+        """
+        Tokenizer of a vocabulary given as arrays (GGUF tokenizer.ggml.*): model 'llama' (SentencePiece BPE by scores, byte fallback) or 'gpt2' (byte-level BPE with merges 'a b'; pre: 'llama-bpe', 'qwen2', 'smollm' or GPT-2's regex). token_types: 1 normal, 2 unknown, 3 control, 4 user defined, 5 unused, 6 byte.
+        """
+    def __init__(self, path: os.PathLike | str | bytes) -> None:
+        """
+        Loads tokenizer.model or tokenizer.json; raises crossicl.LoadError.
+        """
+    def __len__(self) -> int:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def decode(self, ids: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], *, keep_special: bool = False) -> str:
+        """
+        Text of ids; special tokens are skipped unless keep_special. Raises ValueError for an id out of range.
+        """
+    def encode(self, text: str, *, bos: bool = True, eos: bool = False) -> list[int]:
+        """
+        Token ids of text (str, or UTF-8 bytes). bos: the tokenizer's leading special tokens (BOS); eos: append EOS. Raises ValueError for invalid UTF-8.
+        """
+    def encode_batch(self, texts: collections.abc.Sequence[str], *, bos: bool = True, eos: bool = False) -> list[list[int]]:
+        """
+        encode() of each text, on several threads without the GIL.
+        """
+    def encode_with_offsets(self, text: str, *, bos: bool = True, eos: bool = False) -> tuple[list[int], list[tuple[int, int]]]:
+        """
+        (ids, offsets): offsets[i] = (begin, end) byte span of text.encode('utf-8') covered by token i (empty for BOS/EOS).
+        """
+    def piece(self, id: typing.SupportsInt | typing.SupportsIndex) -> str:
+        """
+        Raw vocabulary piece of id (e.g. '▁the', '<0x0A>', 'Ġthe').
+        """
+    @property
+    def bos_id(self) -> int:
+        """
+        BOS id, -1 when there is none.
+        """
+    @property
+    def eos_id(self) -> int:
+        """
+        EOS id, -1 when there is none.
+        """
+    @property
+    def vocab_size(self) -> int:
+        """
+        Number of ids (including added tokens).
+        """
+class RopeScaling:
+    """
+    RoPE frequency scaling of a model (type '' = none, 'llama3').
+    """
+    @property
+    def factor(self) -> float:
+        ...
+    @property
+    def high_freq_factor(self) -> float:
+        ...
+    @property
+    def low_freq_factor(self) -> float:
+        ...
+    @property
+    def original_max_position_embeddings(self) -> int:
+        ...
+    @property
+    def type(self) -> str:
+        ...
+class ModelConfig:
+    """
+    Sizes and settings of a LLaMA-family model (read-only).
+    """
+    def __repr__(self) -> str:
+        ...
+    @property
+    def bos_id(self) -> int:
+        ...
+    @property
+    def dim(self) -> int:
+        ...
+    @property
+    def eos_ids(self) -> list[int]:
+        ...
+    @property
+    def head_dim(self) -> int:
+        ...
+    @property
+    def hidden_dim(self) -> int:
+        ...
+    @property
+    def max_seq_len(self) -> int:
+        ...
+    @property
+    def n_heads(self) -> int:
+        ...
+    @property
+    def n_kv_heads(self) -> int:
+        ...
+    @property
+    def n_layers(self) -> int:
+        ...
+    @property
+    def norm_eps(self) -> float:
+        ...
+    @property
+    def rope_scaling(self) -> RopeScaling:
+        ...
+    @property
+    def rope_theta(self) -> float:
+        ...
+    @property
+    def tie_word_embeddings(self) -> bool:
+        ...
+    @property
+    def vocab_size(self) -> int:
+        ...
+class GenerateResult:
+    """
+    One greedy generation.
+    """
+    def __repr__(self) -> str:
+        ...
+    @property
+    def finish_reason(self) -> str:
+        """
+        'length', 'stop', 'eos' or 'window'.
+        """
+    @property
+    def logprobs(self) -> list[float]:
+        """
+        Natural-log probability of each generated id.
+        """
+    @property
+    def text(self) -> str:
+        """
+        Decoded continuation, cut before a stop string ('' without a tokenizer).
+        """
+    @property
+    def token_ids(self) -> list[int]:
+        """
+        Generated ids (EOS / the stop-completing token kept).
+        """
+    @property
+    def truncated(self) -> int:
+        """
+        Prompt tokens dropped by truncation.
+        """
+class ScoreResult:
+    """
+    Log-probability of one continuation given the prompt.
+    """
+    def __repr__(self) -> str:
+        ...
+    @property
+    def first(self) -> float:
+        """
+        Probability (not log) of the continuation's first token.
+        """
+    @property
+    def first_logprob(self) -> float:
+        """
+        log(first).
+        """
+    @property
+    def logprobs(self) -> list[float]:
+        """
+        Log-prob of each scored token.
+        """
+    @property
+    def mean(self) -> float:
+        """
+        sum / number of continuation tokens.
+        """
+    @property
+    def sum(self) -> float:
+        """
+        Sum of the continuation tokens' log-probs (natural log).
+        """
+    @property
+    def token_ids(self) -> list[int]:
+        """
+        The scored continuation tokens.
+        """
+    @property
+    def truncated(self) -> int:
+        """
+        Prompt tokens dropped by truncation.
+        """
+class Engine:
+    """
+    LLaMA-family inference on libtorch: greedy generation, continuation scoring, hidden states, logits.
+    
+    ``path`` is an HF model directory (config.json + safetensors; its tokenizer.model / tokenizer.json is used
+    unless ``tokenizer`` is given) or a llama2.c ``.bin`` checkpoint (pass ``tokenizer=`` for text input).
+    Prompts are str (tokenized with BOS) or lists of token ids (used as given).
+    
+        engine = crossicl.Engine("stories260K.bin", tokenizer="tok512.model")
+        out = engine.generate(["Once upon a time"], max_new_tokens=20, stop=["."])
+        out[0].text, out[0].token_ids, out[0].logprobs
+        scores = engine.score("The capital of France is", [" Paris", " Rome"])   # .sum .mean .first
+        h = engine.hidden_states(["a text"], layers=[0, -1], pooling="mean")     # [1, 2, dim]
+    """
+    def __init__(self, path: os.PathLike | str | bytes, tokenizer: os.PathLike | str | bytes | None = None, *, dtype: str = 'float32', device: str = 'cpu', threads: typing.SupportsInt | typing.SupportsIndex = 0, n_ctx: typing.SupportsInt | typing.SupportsIndex = 0, max_batch_tokens: typing.SupportsInt | typing.SupportsIndex = 1024) -> None:
+        """
+        Loads the model (and tokenizer). dtype 'float32' or 'bfloat16'; device 'cpu' or 'cuda'; threads = torch intra-op threads (0 = torch default); n_ctx = context window (0 = the model's); raises crossicl.LoadError for bad files, ValueError for bad options.
+        """
+    def encode(self, text: typing.Any) -> list[int]:
+        """
+        BOS + token ids of text (the engine's prompt tokenization).
+        """
+    def generate(self, prompts: typing.Any, *, max_new_tokens: typing.SupportsInt | typing.SupportsIndex = 10, stop: collections.abc.Sequence[str] = ['\n'], stop_at_eos: bool = True, truncation: str = 'none') -> list[GenerateResult]:
+        """
+        Greedy continuation of each prompt -> list[GenerateResult]. stop: strings ending the text (cut there); truncation: 'none' (ValueError when a prompt exceeds n_ctx), 'left' or 'right' (keep room for max_new_tokens).
+        """
+    def hidden_states(self, prompts: typing.Any, *, layers: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] = [-1], pooling: str = 'mean', begin: typing.SupportsInt | typing.SupportsIndex = 0, end: typing.SupportsInt | typing.SupportsIndex = -1, truncation: str = 'none') -> typing.Any:
+        """
+        Hidden states as float32 numpy: [n_prompts, n_layers, dim] for pooling 'mean' (tokens [begin, end), end=-1 = all) or 'last'; for 'none' a list of [n_layers, n_tokens, dim]. Layer 0 = embeddings, i = output of block i, -1 / n_layers = final-norm output (as HF output_hidden_states).
+        """
+    def logits(self, token_ids: typing.Any) -> numpy.typing.NDArray[numpy.float32]:
+        """
+        Logits of every position of one id sequence -> float32 numpy [n, vocab].
+        """
+    def score(self, prompt: typing.Any, continuations: typing.Any, *, truncation: str = 'none') -> list[ScoreResult]:
+        """
+        Log-probs of each continuation after the prompt -> list[ScoreResult] (.sum, .mean, .first = probability of the first continuation token). The prompt is computed once; text is tokenized jointly as prompt + continuation and the tokens after the common prefix with the prompt's tokens are scored.
+        """
+    @property
+    def config(self) -> ModelConfig:
+        """
+        The model's ModelConfig.
+        """
+    @property
+    def device(self) -> str:
+        ...
+    @property
+    def dtype(self) -> str:
+        ...
+    @property
+    def n_ctx(self) -> int:
+        """
+        Context window in tokens.
+        """
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """
+        The crossicl.Tokenizer, or None when opened without one.
+        """
+class GGUFTensorInfo:
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def nbytes(self) -> int:
+        ...
+    @property
+    def offset(self) -> int:
+        ...
+    @property
+    def shape(self) -> list[int]:
+        """
+        numpy order (slowest dimension first)
+        """
+    @property
+    def type(self) -> str:
+        ...
+class GGUFFile:
+    """
+    A memory-mapped GGUF file: metadata, tensor directory, dequantised tensors.
+    """
+    def __init__(self, path: str) -> None:
+        ...
+    def read(self, name: str) -> numpy.typing.NDArray[numpy.float32]:
+        """
+        The tensor dequantised to float32, in numpy order.
+        """
+    def tokenizer(self) -> Tokenizer:
+        """
+        The tokenizer stored in the file's tokenizer.ggml.* metadata.
+        """
+    @property
+    def alignment(self) -> int:
+        ...
+    @property
+    def metadata(self) -> typing.Any:
+        ...
+    @property
+    def tensors(self) -> list[GGUFTensorInfo]:
+        ...
+    @property
+    def version(self) -> int:
+        ...
 def accuracy(preds: collections.abc.Sequence[str], golds: collections.abc.Sequence[str | collections.abc.Sequence[str]], scorer: str = 'paper_eval', *, labels: collections.abc.Sequence[str] | None = None) -> float:
     """
     Accuracy in percent, 100 * hits / n.
@@ -464,6 +770,10 @@ def accuracy(preds: collections.abc.Sequence[str], golds: collections.abc.Sequen
 def accuracy_interval(hits: typing.SupportsInt | typing.SupportsIndex, n: typing.SupportsInt | typing.SupportsIndex, *, confidence: typing.SupportsFloat | typing.SupportsIndex = 0.95) -> tuple[float, float]:
     """
     Wilson score interval (lo, hi) of an accuracy hits/n, in percent.
+    """
+def dequantize(type: str, data: bytes, n: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    Dequantise n elements of ggml type `type` (e.g. 'Q4_K') from raw block bytes.
     """
 def exact_match(pred: str, gold: str | collections.abc.Sequence[str], scorer: str = 'paper_eval', *, labels: collections.abc.Sequence[str] | None = None) -> bool:
     """
@@ -541,5 +851,5 @@ def student_t_sf(t: typing.SupportsFloat | typing.SupportsIndex, df: typing.Supp
     """
     Student-t survival function P(T >= t).
     """
-has_engine: bool = False
+has_engine: bool = True
 paper_methods: list = ['zero-shot', 'in-task', 'totally-cross-sim', 'in-n-cross-sim', 'aba-mixed-cross-sim', 'aba-mixed-cross-sim-random', 'psudo:psudo-label', 'psudo:true_label', 'psudo:zero-shot']
