@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "crossicl/core/error.h"
+#include "detail/io.h"
 
 namespace crossicl {
 namespace {
@@ -234,23 +235,6 @@ char32_t decode_at(std::string_view s, std::size_t i, std::size_t& len) {
   return cp;
 }
 
-void append_utf8(std::string& out, char32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
 
 struct CodePoint {
   char32_t cp;          // kInvalid for a stray byte
@@ -453,9 +437,9 @@ std::string python_lower(std::string_view text) {
     } else if (cp == 0x130) {  // LATIN CAPITAL LETTER I WITH DOT ABOVE -> "i" + COMBINING DOT ABOVE
       out += "i\xCC\x87";
     } else if (cp == 0x3A3) {  // GREEK CAPITAL LETTER SIGMA
-      append_utf8(out, final_sigma(cps, i) ? 0x3C2 : 0x3C3);
+      detail::append_utf8(out, final_sigma(cps, i) ? 0x3C2 : 0x3C3);
     } else {
-      append_utf8(out, simple_lower(cp));
+      detail::append_utf8(out, simple_lower(cp));
     }
   }
   return out;

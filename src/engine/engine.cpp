@@ -28,6 +28,24 @@ struct Engine::Prefill {
 
 namespace {
 
+// Log-probabilities of `ids` under `logits` [n, vocab] (row j predicts ids[j]), with their sum, mean and the
+// first token's probability.
+ScoreResult score_rows(const at::Tensor& logits, const std::vector<std::int32_t>& ids, std::int64_t truncated) {
+  const std::int64_t n = static_cast<std::int64_t>(ids.size());
+  at::Tensor lp = at::log_softmax(logits, -1);  // [n, vocab]
+  at::Tensor target = at::tensor(std::vector<std::int64_t>(ids.begin(), ids.end()), at::kLong);
+  at::Tensor picked = lp.gather(1, target.unsqueeze(1)).squeeze(1).contiguous();  // [n]
+  ScoreResult r;
+  r.token_ids = ids;
+  r.logprobs.assign(picked.data_ptr<float>(), picked.data_ptr<float>() + n);
+  for (float v : r.logprobs) r.sum += v;
+  r.mean = r.sum / static_cast<double>(n);
+  r.first_logprob = r.logprobs[0];
+  r.first = std::exp(r.first_logprob);
+  r.truncated = truncated;
+  return r;
+}
+
 std::string preview(const std::string& s) {
   return s.size() <= 40 ? s : s.substr(0, 40) + "...";
 }
@@ -326,17 +344,7 @@ std::vector<ScoreResult> Engine::score(const std::string& prompt, const std::vec
   for (std::size_t i = 0; i < scored.size(); ++i) {
     const std::int64_t n = static_cast<std::int64_t>(scored[i].size());
     const std::int64_t first_row = split[i] - 1 - shared;  // row predicting the first scored token
-    at::Tensor lp = at::log_softmax(jobs[i].logits.narrow(0, first_row, n), -1);  // [n, vocab]
-    at::Tensor target = at::tensor(std::vector<std::int64_t>(scored[i].begin(), scored[i].end()), at::kLong);
-    at::Tensor picked = lp.gather(1, target.unsqueeze(1)).squeeze(1).contiguous();  // [n]
-    ScoreResult& r = results[i];
-    r.token_ids = scored[i];
-    r.logprobs.assign(picked.data_ptr<float>(), picked.data_ptr<float>() + n);
-    for (float v : r.logprobs) r.sum += v;
-    r.mean = r.sum / static_cast<double>(n);
-    r.first_logprob = r.logprobs[0];
-    r.first = std::exp(r.first_logprob);
-    r.truncated = dropped;
+    results[i] = score_rows(jobs[i].logits.narrow(0, first_row, n), scored[i], dropped);
   }
   ctx_->clear();
   return results;
@@ -384,18 +392,7 @@ std::vector<ScoreResult> Engine::score(const std::vector<std::int32_t>& prompt,
   std::vector<ScoreResult> results(continuations.size());
   for (std::size_t i = 0; i < continuations.size(); ++i) {
     const std::int64_t n = static_cast<std::int64_t>(continuations[i].size());
-    at::Tensor lp = at::log_softmax(jobs[i].logits.narrow(0, 0, n), -1);  // [n, vocab]
-    at::Tensor target =
-        at::tensor(std::vector<std::int64_t>(continuations[i].begin(), continuations[i].end()), at::kLong);
-    at::Tensor picked = lp.gather(1, target.unsqueeze(1)).squeeze(1).contiguous();  // [n]
-    ScoreResult& r = results[i];
-    r.token_ids = continuations[i];
-    r.logprobs.assign(picked.data_ptr<float>(), picked.data_ptr<float>() + n);
-    for (float v : r.logprobs) r.sum += v;
-    r.mean = r.sum / static_cast<double>(n);
-    r.first_logprob = r.logprobs[0];
-    r.first = std::exp(r.first_logprob);
-    r.truncated = dropped;
+    results[i] = score_rows(jobs[i].logits.narrow(0, 0, n), continuations[i], dropped);
   }
   ctx_->clear();
   return results;

@@ -7,6 +7,7 @@
 
 #include "crossicl/core/error.h"
 #include "detail/tokenizer_pretok.h"
+#include "detail/io.h"
 #include "detail/unicode_class.h"
 
 namespace crossicl::detail {
@@ -91,23 +92,7 @@ void check_utf8(std::string_view text) {
   }
 }
 
-void utf8_append(std::string& out, std::uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
+void utf8_append(std::string& out, std::uint32_t cp) { append_utf8(out, static_cast<char32_t>(cp)); }
 
 std::string utf8_lossy(std::string_view bytes) {
   std::string out;
