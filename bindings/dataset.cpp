@@ -22,12 +22,12 @@ py::object json_to_py(const nlohmann::json& j) {
     case nlohmann::json::value_t::array: {
       py::list out;
       for (const auto& v : j) out.append(json_to_py(v));
-      return std::move(out);
+      return py::object(std::move(out));
     }
     case nlohmann::json::value_t::object: {
       py::dict out;
       for (const auto& [k, v] : j.items()) out[py::str(k)] = json_to_py(v);
-      return std::move(out);
+      return py::object(std::move(out));
     }
     default: return py::none();
   }

@@ -282,7 +282,7 @@ Prompts are str (tokenized with BOS) or lists of token ids (used as given).
             if (pooling == "none") {
               py::list out;
               for (const auto& h : hs) out.append(to_numpy(h));
-              return std::move(out);
+              return py::object(std::move(out));
             }
             if (hs.empty())
               return py::array_t<float>(std::vector<py::ssize_t>{0, static_cast<py::ssize_t>(o.layers.size()),
