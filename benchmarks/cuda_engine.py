@@ -7,6 +7,11 @@
 2. Speed: a random LLaMA of SmolLM2-135M's shape in bf16: prefill tokens/s (batch of 16 prompts x 512 tokens)
    and greedy decode tokens/s at batch 1 and 16, crossicl vs HF (one generate call), same process.
 Needs torch with CUDA and transformers; exits 2 when no GPU is visible.
+
+Status (2026-11-28): not yet run to completion. On the lent H200 image (Python 3.12, torch 2.11+cu130, Debian
+bookworm Eigen/fmt/nlohmann/sentencepiece packages unpacked beside it) the package built but `import crossicl`
+segfaulted while creating the extension module; the cause is not established. CPU/CUDA agreement of the engine
+sources was checked there once with a throw-away C++ driver instead.
 """
 from __future__ import annotations
 
