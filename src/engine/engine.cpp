@@ -28,6 +28,16 @@ struct Engine::Prefill {
 
 namespace {
 
+// Token ids of every prompt; an empty prompt is an error naming its index.
+std::vector<std::vector<std::int32_t>> encode_all(const Engine& engine, const std::vector<std::string>& prompts) {
+  std::vector<std::vector<std::int32_t>> ids;
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    if (prompts[i].empty()) throw InvalidArgument(fmt::format("prompt {} is empty", i));
+    ids.push_back(engine.encode(prompts[i]));
+  }
+  return ids;
+}
+
 // Log-probabilities of `ids` under `logits` [n, vocab] (row j predicts ids[j]), with their sum, mean and the
 // first token's probability.
 ScoreResult score_rows(const at::Tensor& logits, const std::vector<std::int32_t>& ids, std::int64_t truncated) {
@@ -181,12 +191,7 @@ std::string Engine::continuation_text(const std::vector<std::int32_t>& prompt,
 
 std::vector<GenerateResult> Engine::generate(const std::vector<std::string>& prompts,
                                              const GenerateOptions& options) {
-  std::vector<std::vector<std::int32_t>> ids;
-  for (std::size_t i = 0; i < prompts.size(); ++i) {
-    if (prompts[i].empty()) throw InvalidArgument(fmt::format("prompt {} is empty", i));
-    ids.push_back(encode(prompts[i]));
-  }
-  return generate(ids, options);
+  return generate(encode_all(*this, prompts), options);
 }
 
 std::vector<GenerateResult> Engine::generate(const std::vector<std::vector<std::int32_t>>& prompts_in,
@@ -400,12 +405,7 @@ std::vector<ScoreResult> Engine::score(const std::vector<std::int32_t>& prompt,
 
 std::vector<at::Tensor> Engine::hidden_states(const std::vector<std::string>& prompts,
                                               const HiddenStatesOptions& options) {
-  std::vector<std::vector<std::int32_t>> ids;
-  for (std::size_t i = 0; i < prompts.size(); ++i) {
-    if (prompts[i].empty()) throw InvalidArgument(fmt::format("prompt {} is empty", i));
-    ids.push_back(encode(prompts[i]));
-  }
-  return hidden_states(ids, options);
+  return hidden_states(encode_all(*this, prompts), options);
 }
 
 std::vector<at::Tensor> Engine::hidden_states(const std::vector<std::vector<std::int32_t>>& prompts_in,
