@@ -12,7 +12,7 @@ from crossicl import cli
 
 
 def test_demo_prints_selected_cross_task_prompts(capsys):
-    assert cli.main(["demo", "--k", "2", "--items", "1"]) == 0
+    assert cli.main(["demo", "--select-only", "--k", "2", "--items", "1"]) == 0
     out = capsys.readouterr().out
     tasks = crossicl.load_tasks(str(cli.SAMPLES / "tasks.json"))
     targets = [n for n in tasks.names if tasks[n].role == "target"]
@@ -29,7 +29,7 @@ def test_demo_prints_selected_cross_task_prompts(capsys):
 
 def test_demo_selection_matches_bm25(capsys):
     """The ids printed for a source are BM25's top-k of the rendered target input."""
-    cli.main(["demo", "--k", "1", "--items", "1"])
+    cli.main(["demo", "--select-only", "--k", "1", "--items", "1"])
     out = capsys.readouterr().out
     tasks = crossicl.load_tasks(str(cli.SAMPLES / "tasks.json"))
     b = crossicl.PromptBuilder(tasks)
@@ -43,18 +43,18 @@ def test_demo_selection_matches_bm25(capsys):
 def test_demo_bad_data_dir_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "tasks.json").write_text(json.dumps({"tasks": {"t": {"instruction": "x", "role": "target",
                                                                       "template": "{s}"}}}))
-    assert cli.main(["demo", "--data", str(tmp_path)]) == 1
+    assert cli.main(["demo", "--select-only", "--data", str(tmp_path)]) == 1
     assert "t.jsonl" in capsys.readouterr().err
 
 
 def test_module_entry_point_runs():
-    r = subprocess.run([sys.executable, "-m", "crossicl", "demo", "--items", "1"], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "crossicl", "demo", "--select-only", "--items", "1"], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0, r.stderr
     assert "cross-task prompt" in r.stdout
 
 
-@pytest.mark.parametrize("argv", [["demo", "--k", "0"], ["demo", "--k", "999"]])
+@pytest.mark.parametrize("argv", [["demo", "--select-only", "--k", "0"], ["demo", "--select-only", "--k", "999"]])
 def test_demo_rejects_bad_k(argv, capsys):
     assert cli.main(argv) == 1
     assert "k must be" in capsys.readouterr().err
