@@ -114,6 +114,17 @@ def test_sigkill_and_resume_equals_uninterrupted(reference_run, paper_dir, model
     cfg_path = tmp_path / "grid.toml"
     cfg_path.write_text(_toml(_config(paper_dir, models_dir, out)), encoding="utf-8")
     rng = random.Random(20241127)
+    # Ctrl-C first: a clean stop (exit 130, a message) that leaves only whole records.
+    proc = _cli_run(cfg_path)
+    partial = out / "records.jsonl"
+    deadline = time.monotonic() + 300
+    while not (partial.exists() and partial.stat().st_size > 0) and time.monotonic() < deadline:
+        time.sleep(0.05)  # interrupt once the run is under way (records being written)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    assert "interrupted" in cfg_path.with_suffix(".stderr").read_text()
+    assert partial.read_bytes().endswith(b"\n") or partial.stat().st_size == 0
+    assert all(json.loads(line) for line in partial.read_text().splitlines())
     kills = 0
     for attempt in range(12):
         proc = _cli_run(cfg_path)
