@@ -24,4 +24,5 @@ __version__ = "0.1.0"
 from . import paper  # noqa: E402,F401
 from . import models  # noqa: E402,F401
 from . import experiment  # noqa: E402,F401
+from . import analysis  # noqa: E402,F401
 from .experiment import Experiment  # noqa: E402,F401

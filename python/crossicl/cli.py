@@ -3,6 +3,7 @@
   crossicl run EXPERIMENT.toml [--shard i/n] [--out DIR]   run (or resume) an experiment grid
   crossicl report RUN_DIR [--out DIR]                      markdown/CSV tables and PNG plots of a run
   crossicl merge OUT RUN_DIR_OR_FILE...                    merge shard outputs into one records file
+  crossicl analyze RUN_DIR [--layers 0,8,16]               activation similarity vs gain (a report section)
   crossicl demo                                            a small real cross-task experiment on bundled tasks
 
 ``crossicl demo`` runs zero-shot and cross-task 1-shot on the bundled sample tasks with SmolLM2-135M-Instruct
@@ -117,6 +118,14 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _analyze(args: argparse.Namespace) -> int:
+    from . import analysis
+    layers = None if args.layers is None else [int(x) for x in args.layers.split(",") if x.strip()]
+    for path in analysis.analyze_run(args.run_dir, layers=layers, n_per_source=args.n_per_source):
+        print(path)
+    return 0
+
+
 def _merge(args: argparse.Namespace) -> int:
     from . import experiment
     n = experiment.merge(args.inputs, args.out)
@@ -146,11 +155,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     rep.add_argument("run_dir")
     rep.add_argument("--out", default=None, help="output folder (default RUN_DIR/report)")
     rep.add_argument("--scorer", default="paper_eval", choices=["paper_eval", "paper_compare", "clean"])
+    ana = sub.add_parser("analyze", help="activation similarity of source and target inputs vs gain, source "
+                                         "ranking (adds a section to `crossicl report`)")
+    ana.add_argument("run_dir")
+    ana.add_argument("--layers", default=None, help="comma-separated layers (default: all, 0 = embeddings)")
+    ana.add_argument("--n-per-source", type=int, default=16, help="pool inputs per source for the ranking")
     mer = sub.add_parser("merge", help="merge shard outputs (run folders or records files) into one records file")
     mer.add_argument("out", help="merged records file (e.g. RUN_DIR/records.jsonl)")
     mer.add_argument("inputs", nargs="+")
     args = parser.parse_args(argv)
-    handlers = {"demo": _demo, "run": _run, "report": _report, "merge": _merge}
+    handlers = {"demo": _demo, "run": _run, "report": _report, "merge": _merge, "analyze": _analyze}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

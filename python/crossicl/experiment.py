@@ -135,6 +135,21 @@ def _merge(defaults: Mapping[str, Any], given: Mapping[str, Any], where: str = "
     return out
 
 
+def _absolute_paths(config: dict[str, Any], base: pathlib.Path) -> None:
+    """Resolves the configuration's relative paths against `base`, in place."""
+    def fix(value):
+        return value if value in (None, "", "smollm2") else str((base / value).absolute())
+    config["out"] = fix(config["out"])
+    for key in ("pack", "tasks", "dir"):
+        config["data"][key] = fix(config["data"][key])
+    config["selection"]["embeddings_dir"] = fix(config["selection"]["embeddings_dir"])
+    for m in config["models"]:
+        if isinstance(m, dict):
+            for key in ("path", "tokenizer"):
+                if key in m:
+                    m[key] = fix(m[key])
+
+
 def load_config(path: str | os.PathLike) -> dict[str, Any]:
     """Reads an experiment file: TOML (.toml) or YAML (.yaml/.yml). Relative paths in it are resolved against
     the file's folder."""
@@ -351,7 +366,8 @@ class Experiment:
         if out is not None:
             self.config["out"] = str(out)
         self.base = base
-        self.out = base / self.config["out"]
+        _absolute_paths(self.config, base)  # config.json then reads the same from any folder
+        self.out = pathlib.Path(self.config["out"])
         self.engines = dict(engines or {})
         self._validate()
 

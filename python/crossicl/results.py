@@ -629,6 +629,14 @@ def write_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
             written.append(p)
             md += [f"![{k_plot}-shot {cross} gain over zero-shot](gains.png)", ""]
 
+    from . import analysis  # the activation-analysis section, when `crossicl analyze` has run
+    try:
+        lines, files = analysis.report_section(run, out, df, scorer=scorer)
+    except ValueError as e:
+        lines, files = ["## Activation similarity and gain", "", f"Skipped: {e}", ""], []
+    md += lines
+    written += files
+
     p = out / "report.md"
     p.write_text("\n".join(md), encoding="utf-8")
     written.append(p)
