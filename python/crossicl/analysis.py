@@ -253,6 +253,18 @@ class _Cache:
             tmp.replace(self.dir / f"{key}.npy")
 
 
+def _from_cache(store: Any, keys: Sequence[str], out: list) -> list[int]:
+    """Fills out[i] from the cache where key i is there; returns the indices still to compute."""
+    todo = []
+    for i, key in enumerate(keys):
+        hit = store.get(key) if store is not None else None
+        if hit is not None:
+            out[i] = hit
+        else:
+            todo.append(i)
+    return todo
+
+
 def activation_similarity(engine: Any, prompts: Sequence[Any], spans: Sequence[Any] | None = None, *,
                           layers: Sequence[int] = (-1,), source: Sequence[str] = ("source_demo",),
                           target: Sequence[str] = ("target_input",), labels: str = "exclude",
@@ -306,13 +318,7 @@ def activation_similarity(engine: Any, prompts: Sequence[Any], spans: Sequence[A
     n, nl = len(plans), len(lay)
     pooled: list[np.ndarray | None] = [None] * n  # each [4, n_layers, dim]: src mean, tgt mean, src last, tgt last
     keys = [store.key(ids, lay, src + [(-1, -1)] + tgt) if cache is not None else "" for ids, src, tgt in plans]
-    todo = []
-    for i in range(n):
-        hit = store.get(keys[i]) if cache is not None else None
-        if hit is not None:
-            pooled[i] = hit
-        else:
-            todo.append(i)
+    todo = _from_cache(store if cache is not None else None, keys, pooled)
     for c in range(0, len(todo), batch_size):
         chunk = todo[c:c + batch_size]
         hs = engine.hidden_states([plans[i][0] for i in chunk], layers=lay, pooling="none")
@@ -544,15 +550,10 @@ def _embed_texts(engine: Any, texts: Sequence[str], layers: list[int], batch_siz
     out = np.zeros((len(texts), len(layers), dim), np.float32)
     ids = [list(engine.encode(t)) for t in texts]
     keys = [cache.key(x, layers, [(0, -1)]) if cache is not None else "" for x in ids]
-    todo = []
     for i in range(len(texts)):
         if not ids[i]:
             raise ValueError(f"text {i} encodes to no token")
-        hit = cache.get(keys[i]) if cache is not None else None
-        if hit is not None:
-            out[i] = hit
-        else:
-            todo.append(i)
+    todo = _from_cache(cache, keys, out)
     for c in range(0, len(todo), batch_size):
         chunk = todo[c:c + batch_size]
         hs = engine.hidden_states([ids[i] for i in chunk], layers=layers, pooling="none")
