@@ -114,7 +114,7 @@ auto released(F&& fn) {
 
 std::shared_ptr<Engine> make_engine(const std::filesystem::path& path, std::optional<std::filesystem::path> tokenizer,
                                     const std::string& dtype, const std::string& device, int threads,
-                                    std::int64_t n_ctx, std::int64_t max_batch_tokens) {
+                                    std::int64_t n_ctx, std::int64_t max_batch_tokens, std::int64_t cache_bytes) {
   EngineOptions o;
   if (tokenizer) o.tokenizer = tokenizer->string();
   o.dtype = dtype;
@@ -122,6 +122,7 @@ std::shared_ptr<Engine> make_engine(const std::filesystem::path& path, std::opti
   o.threads = threads;
   o.n_ctx = n_ctx;
   o.max_batch_tokens = max_batch_tokens;
+  o.cache_bytes = cache_bytes;
   o.should_stop = [] {
     py::gil_scoped_acquire acquire;
     return PyErr_CheckSignals() != 0;
@@ -215,9 +216,10 @@ Prompts are str (tokenized with BOS) or lists of token ids (used as given).
 )doc")
       .def(py::init(&make_engine), py::arg("path"), py::arg("tokenizer") = py::none(), py::kw_only(),
            py::arg("dtype") = "float32", py::arg("device") = "cpu", py::arg("threads") = 0, py::arg("n_ctx") = 0,
-           py::arg("max_batch_tokens") = 1024,
+           py::arg("max_batch_tokens") = 1024, py::arg("cache_bytes") = EngineOptions{}.cache_bytes,
            "Loads the model (and tokenizer). dtype 'float32' or 'bfloat16'; device 'cpu' or 'cuda'; threads = torch "
-           "intra-op threads (0 = torch default); n_ctx = context window (0 = the model's); raises "
+           "intra-op threads (0 = torch default); n_ctx = context window (0 = the model's); max_batch_tokens = "
+           "most tokens per forward pass; cache_bytes = bytes of KV kept by the prefix cache (0 = off); raises "
            "crossicl.LoadError for bad files, ValueError for bad options.")
       .def_property_readonly("config", [](const Engine& e) { return e.config(); }, "The model's ModelConfig.")
       .def_property_readonly("tokenizer", [](const Engine& e) { return e.tokenizer(); },
@@ -266,6 +268,76 @@ Prompts are str (tokenized with BOS) or lists of token ids (used as given).
           "Log-probs of each continuation after the prompt -> list[ScoreResult] (.sum, .mean, .first = "
           "probability of the first continuation token). The prompt is computed once; text is tokenized jointly "
           "as prompt + continuation and the tokens after the common prefix with the prompt's tokens are scored.")
+      .def(
+          "score_batch",
+          [](Engine& e, const py::object& prompts, const py::object& continuations, const std::string& truncation) {
+            ScoreOptions o;
+            o.truncation = truncation;
+            Prompts p = prompts_of(prompts, "prompt");
+            const std::size_t n = p.is_text ? p.texts.size() : p.ids.size();
+            if (is_text(continuations) || !py::isinstance<py::sequence>(continuations))
+              throw InvalidArgument("continuations must be a list of str / token-id lists (applied to every "
+                                    "prompt) or one such list per prompt");
+            py::sequence seq = continuations.cast<py::sequence>();
+            // flat: a list of str, or a list of id lists (its first item's first item is an int)
+            bool flat = false;
+            if (py::len(seq) > 0) {
+              py::object first = seq[0];
+              if (is_text(first)) {
+                flat = true;
+              } else if (py::isinstance<py::sequence>(first) && py::len(first) > 0) {
+                py::object inner = first.cast<py::sequence>()[0];
+                flat = !is_text(inner) && !py::isinstance<py::sequence>(inner);
+              }
+            }
+            std::vector<Prompts> per;
+            if (flat) {
+              per.assign(n, prompts_of(continuations, "continuation"));
+            } else {
+              for (const py::handle& c : seq) per.push_back(prompts_of(py::reinterpret_borrow<py::object>(c),
+                                                                       "continuation"));
+            }
+            if (per.size() != n)
+              throw InvalidArgument(fmt::format("score_batch needs one continuation list per prompt (prompts={}, "
+                                                "continuations={})",
+                                                n, per.size()));
+            for (std::size_t k = 0; k < n; ++k) {
+              const std::size_t count = per[k].is_text ? per[k].texts.size() : per[k].ids.size();
+              if (count > 0 && per[k].is_text != p.is_text)
+                throw InvalidArgument(fmt::format("continuations of prompt {} must be {} like the prompts", k,
+                                                  p.is_text ? "text" : "token-id lists"));
+            }
+            if (p.is_text) {
+              std::vector<std::vector<std::string>> c;
+              for (auto& x : per) c.push_back(std::move(x.texts));
+              return released([&] { return e.score_batch(p.texts, c, o); });
+            }
+            std::vector<std::vector<Ids>> c;
+            for (auto& x : per) c.push_back(std::move(x.ids));
+            return released([&] { return e.score_batch(p.ids, c, o); });
+          },
+          py::arg("prompts"), py::arg("continuations"), py::kw_only(), py::arg("truncation") = "none",
+          "score() for many prompts -> list (per prompt) of list[ScoreResult]. continuations: one list per prompt, "
+          "or a single list applied to every prompt. Prompts and candidates are packed into forward passes; shared "
+          "prefixes come from the prefix cache.")
+      .def(
+          "cache_stats",
+          [](const Engine& e) {
+            const CacheStats s = e.cache_stats();
+            py::dict d;
+            d["hit_tokens"] = s.hit_tokens;
+            d["computed_tokens"] = s.computed_tokens;
+            d["cached_bytes"] = s.cached_bytes;
+            d["evictions"] = s.evictions;
+            d["blocks"] = s.blocks;
+            d["block_tokens"] = s.block_tokens;
+            d["capacity_bytes"] = s.capacity_bytes;
+            return d;
+          },
+          "Prefix-cache counters -> dict: hit_tokens (prompt tokens taken from the cache), computed_tokens "
+          "(prefill tokens run), cached_bytes, evictions, blocks, block_tokens, capacity_bytes.")
+      .def("clear_cache", [](Engine& e) { released([&] { e.clear_cache(); }); },
+           "Drops every cached prefix and resets the cache_stats counters.")
       .def(
           "hidden_states",
           [](Engine& e, const py::object& prompts, std::vector<int> layers, const std::string& pooling,

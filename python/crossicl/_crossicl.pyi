@@ -669,9 +669,17 @@ class Engine:
         scores = engine.score("The capital of France is", [" Paris", " Rome"])   # .sum .mean .first
         h = engine.hidden_states(["a text"], layers=[0, -1], pooling="mean")     # [1, 2, dim]
     """
-    def __init__(self, path: os.PathLike | str | bytes, tokenizer: os.PathLike | str | bytes | None = None, *, dtype: str = 'float32', device: str = 'cpu', threads: typing.SupportsInt | typing.SupportsIndex = 0, n_ctx: typing.SupportsInt | typing.SupportsIndex = 0, max_batch_tokens: typing.SupportsInt | typing.SupportsIndex = 1024) -> None:
+    def __init__(self, path: os.PathLike | str | bytes, tokenizer: os.PathLike | str | bytes | None = None, *, dtype: str = 'float32', device: str = 'cpu', threads: typing.SupportsInt | typing.SupportsIndex = 0, n_ctx: typing.SupportsInt | typing.SupportsIndex = 0, max_batch_tokens: typing.SupportsInt | typing.SupportsIndex = 1024, cache_bytes: typing.SupportsInt | typing.SupportsIndex = 268435456) -> None:
         """
-        Loads the model (and tokenizer). dtype 'float32' or 'bfloat16'; device 'cpu' or 'cuda'; threads = torch intra-op threads (0 = torch default); n_ctx = context window (0 = the model's); raises crossicl.LoadError for bad files, ValueError for bad options.
+        Loads the model (and tokenizer). dtype 'float32' or 'bfloat16'; device 'cpu' or 'cuda'; threads = torch intra-op threads (0 = torch default); n_ctx = context window (0 = the model's); max_batch_tokens = most tokens per forward pass; cache_bytes = bytes of KV kept by the prefix cache (0 = off); raises crossicl.LoadError for bad files, ValueError for bad options.
+        """
+    def cache_stats(self) -> dict:
+        """
+        Prefix-cache counters -> dict: hit_tokens (prompt tokens taken from the cache), computed_tokens (prefill tokens run), cached_bytes, evictions, blocks, block_tokens, capacity_bytes.
+        """
+    def clear_cache(self) -> None:
+        """
+        Drops every cached prefix and resets the cache_stats counters.
         """
     def encode(self, text: typing.Any) -> list[int]:
         """
@@ -692,6 +700,10 @@ class Engine:
     def score(self, prompt: typing.Any, continuations: typing.Any, *, truncation: str = 'none') -> list[ScoreResult]:
         """
         Log-probs of each continuation after the prompt -> list[ScoreResult] (.sum, .mean, .first = probability of the first continuation token). The prompt is computed once; text is tokenized jointly as prompt + continuation and the tokens after the common prefix with the prompt's tokens are scored.
+        """
+    def score_batch(self, prompts: typing.Any, continuations: typing.Any, *, truncation: str = 'none') -> list[list[ScoreResult]]:
+        """
+        score() for many prompts -> list (per prompt) of list[ScoreResult]. continuations: one list per prompt, or a single list applied to every prompt. Prompts and candidates are packed into forward passes; shared prefixes come from the prefix cache.
         """
     @property
     def config(self) -> ModelConfig:

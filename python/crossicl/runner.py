@@ -227,6 +227,11 @@ def _chunks(units: list, size: int):
 
 def _generate(exp: Experiment, engine, prompts: list[str], names: list[str]):
     dec = exp.config["decode"]
+    # Every batch starts from an empty prefix cache: a cached prefix computed in another batch shape differs in
+    # the last bits, and a resumed or sharded run must write exactly the records of an uninterrupted one. The
+    # cache still serves the batch's shared prefixes and all its label continuations.
+    if hasattr(engine, "clear_cache"):
+        engine.clear_cache()
     try:
         return engine.generate(prompts, max_new_tokens=dec["max_new_tokens"], stop=list(dec["stop"]),
                                truncation=dec["truncation"])

@@ -6,7 +6,9 @@
 
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
+#include <c10/util/ParallelGuard.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "crossicl/core/error.h"
 #include "detail/engine_ops.h"
@@ -63,6 +65,47 @@ void Context::seq_cp(std::int32_t src, std::int32_t dst, std::int64_t n) {
 }
 
 void Context::clear() { seqs_.clear(); }
+
+at::Tensor Context::seq_kv(std::int32_t seq, std::int64_t begin, std::int64_t n) const {
+  c10::InferenceMode guard;
+  const Config& c = model_->config();
+  auto it = seqs_.find(seq);
+  const std::int64_t have = it == seqs_.end() ? 0 : it->second.len;
+  if (begin < 0 || n < 0 || begin + n > have)
+    throw InvalidArgument(fmt::format("seq_kv: positions [{}, {}) are not cached in sequence {} ({} cached)", begin,
+                                      begin + n, seq, have));
+  at::Tensor out = at::empty({c.n_layers, 2, c.n_kv_heads, n, c.head_dim},
+                             at::TensorOptions().dtype(model_->dtype()).device(model_->device()));
+  if (n == 0) return out;
+  const SeqCache& s = it->second;
+  for (std::int64_t l = 0; l < c.n_layers; ++l) {
+    out[l][0].copy_(s.k[l].narrow(1, begin, n));  // [n_kv_heads, n, head_dim]
+    out[l][1].copy_(s.v[l].narrow(1, begin, n));  // [n_kv_heads, n, head_dim]
+  }
+  return out;
+}
+
+void Context::seq_append_kv(std::int32_t seq, const at::Tensor& kv) {
+  c10::InferenceMode guard;
+  const Config& c = model_->config();
+  if (kv.dim() != 5 || kv.size(0) != c.n_layers || kv.size(1) != 2 || kv.size(2) != c.n_kv_heads ||
+      kv.size(4) != c.head_dim)
+    throw InvalidArgument(fmt::format("seq_append_kv: kv must be [{}, 2, {}, n, {}] (got {})", c.n_layers,
+                                      c.n_kv_heads, c.head_dim, fmt::join(kv.sizes(), "x")));
+  const std::int64_t n = kv.size(3);
+  SeqCache& s = seqs_[seq];
+  if (s.len + n > n_ctx_)
+    throw InvalidArgument(fmt::format("seq_append_kv: sequence {} would hold {} positions, more than n_ctx={}", seq,
+                                      s.len + n, n_ctx_));
+  if (n == 0) return;
+  reserve(s, s.len + n);
+  at::Tensor src = kv.to(model_->device(), model_->dtype());
+  for (std::int64_t l = 0; l < c.n_layers; ++l) {
+    s.k[l].narrow(1, s.len, n).copy_(src[l][0]);
+    s.v[l].narrow(1, s.len, n).copy_(src[l][1]);
+  }
+  s.len += n;
+}
 
 void Context::reserve(SeqCache& cache, std::int64_t n) {
   const std::int64_t cap = cache.k.empty() ? 0 : cache.k[0].size(1);
@@ -202,6 +245,9 @@ DecodeOutput Context::decode(const Batch& batch, const DecodeOptions& options) {
       at::Tensor o;  // [n_heads, len, head_dim]
       if (len <= kSmallQuery) {
         // Decode steps: plain matmuls. torch's CPU flash kernel costs milliseconds per call for one query.
+        // These ops are tiny: run them on this thread (an intra-op parallel region costs more than the work,
+        // milliseconds when the cores are shared).
+        c10::ParallelGuard serial(true);
         const std::int64_t group = nh / kvh;  // query heads per kv head (HF repeat_kv order)
         at::Tensor Qg = Q[0].reshape({kvh, group * len, hd});                  // [n_kv_heads, group * len, head_dim]
         at::Tensor scores = at::matmul(Qg, K[0].transpose(1, 2)) * scale;     // [n_kv_heads, group * len, T]

@@ -20,6 +20,8 @@ struct Engine::Prefill {
   std::int32_t seq = 0;
   std::vector<std::int32_t> ids;
   Outputs outputs = kLast;
+  std::int64_t reuse = 0;   // prefill_cached: most leading tokens that may come from the prefix cache
+  std::int64_t cached = 0;  // prefill_cached: leading tokens that came from it (outputs start after them)
   std::vector<at::Tensor> logit_parts;                // pieces of [n_out, vocab]
   std::vector<std::vector<at::Tensor>> hidden_parts;  // per layer, pieces of [n_out, dim]
   at::Tensor logits;                                  // [n_out, vocab]
@@ -67,6 +69,8 @@ Engine::Engine(const std::string& path, EngineOptions options) : options_(std::m
   if (options_.max_batch_tokens <= 0)
     throw InvalidArgument(fmt::format("max_batch_tokens must be > 0 (max_batch_tokens={})", options_.max_batch_tokens));
   if (options_.n_ctx < 0) throw InvalidArgument(fmt::format("n_ctx must be >= 0 (n_ctx={})", options_.n_ctx));
+  if (options_.cache_bytes < 0)
+    throw InvalidArgument(fmt::format("cache_bytes must be >= 0 (cache_bytes={})", options_.cache_bytes));
   if (options_.threads > 0) at::set_num_threads(options_.threads);
   model_ = Model::load(path, {options_.dtype, options_.device});
   namespace fs = std::filesystem;
@@ -84,6 +88,29 @@ Engine::Engine(const std::string& path, EngineOptions options) : options_(std::m
     tokenizer_ = std::shared_ptr<Tokenizer>(tokenizer_from_gguf(path));
   n_ctx_ = options_.n_ctx > 0 ? options_.n_ctx : model_->config().max_seq_len;
   ctx_ = std::make_unique<Context>(model_, ContextOptions{n_ctx_});
+  if (options_.cache_bytes > 0) cache_ = std::make_unique<PrefixCache>(options_.cache_bytes, kCacheBlockTokens);
+}
+
+CacheStats Engine::cache_stats() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  CacheStats s;
+  s.hit_tokens = hit_tokens_;
+  s.computed_tokens = computed_tokens_;
+  s.block_tokens = kCacheBlockTokens;
+  if (cache_) {
+    s.cached_bytes = cache_->bytes();
+    s.evictions = cache_->evictions();
+    s.blocks = cache_->blocks();
+    s.capacity_bytes = cache_->capacity();
+  }
+  return s;
+}
+
+void Engine::clear_cache() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (cache_) cache_ = std::make_unique<PrefixCache>(options_.cache_bytes, kCacheBlockTokens);
+  hit_tokens_ = 0;
+  computed_tokens_ = 0;
 }
 
 void Engine::poll() const {
@@ -128,18 +155,24 @@ std::int64_t Engine::truncate(std::vector<std::int32_t>& ids, std::int64_t keep,
   return drop;
 }
 
-std::vector<at::Tensor> Engine::run_prefill(std::vector<Prefill>& jobs, const DecodeOptions& options) {
+void Engine::run_prefill(std::vector<Prefill>& jobs, const DecodeOptions& options) {
+  std::vector<Prefill*> ptrs;
+  for (Prefill& job : jobs) ptrs.push_back(&job);
+  run_prefill(ptrs, options);
+}
+
+void Engine::run_prefill(const std::vector<Prefill*>& jobs, const DecodeOptions& options) {
   const std::size_t n_layers_out = options.hidden_layers.size();
-  for (Prefill& job : jobs) job.hidden_parts.assign(n_layers_out, {});
+  for (Prefill* job : jobs) job->hidden_parts.assign(n_layers_out, {});
   std::size_t j = 0, off = 0;
-  while (j < jobs.size() && jobs[j].ids.empty()) ++j;
+  while (j < jobs.size() && jobs[j]->ids.empty()) ++j;
   while (j < jobs.size()) {
     poll();
     Batch b;
     std::vector<std::pair<std::size_t, std::int64_t>> owners;  // (job, outputs in this batch)
     const std::int64_t limit = options_.max_batch_tokens;
     while (j < jobs.size() && static_cast<std::int64_t>(b.size()) < limit) {
-      Prefill& job = jobs[j];
+      Prefill& job = *jobs[j];
       const std::int64_t remaining = static_cast<std::int64_t>(job.ids.size() - off);
       const std::int64_t take = std::min<std::int64_t>(remaining, limit - static_cast<std::int64_t>(b.size()));
       const std::int64_t p0 = ctx_->seq_len(job.seq);
@@ -155,26 +188,79 @@ std::vector<at::Tensor> Engine::run_prefill(std::vector<Prefill>& jobs, const De
       if (off == job.ids.size()) {
         off = 0;
         ++j;
-        while (j < jobs.size() && jobs[j].ids.empty()) ++j;
+        while (j < jobs.size() && jobs[j]->ids.empty()) ++j;
       }
     }
     DecodeOutput out = ctx_->decode(b, options);
+    computed_tokens_ += static_cast<std::int64_t>(b.size());
     std::int64_t row = 0;
     for (const auto& [jj, n_out] : owners) {
       if (n_out == 0) continue;
-      if (options.logits) jobs[jj].logit_parts.push_back(out.logits.narrow(0, row, n_out));
+      if (options.logits) jobs[jj]->logit_parts.push_back(out.logits.narrow(0, row, n_out));
       for (std::size_t h = 0; h < n_layers_out; ++h)
-        jobs[jj].hidden_parts[h].push_back(out.hidden[h].narrow(0, row, n_out));
+        jobs[jj]->hidden_parts[h].push_back(out.hidden[h].narrow(0, row, n_out));
       row += n_out;
     }
   }
-  for (Prefill& job : jobs) {
-    if (!job.logit_parts.empty()) job.logits = at::cat(job.logit_parts, 0);
-    for (auto& parts : job.hidden_parts) job.hidden.push_back(parts.empty() ? at::Tensor() : at::cat(parts, 0));
-    job.logit_parts.clear();
-    job.hidden_parts.clear();
+  for (Prefill* job : jobs) {
+    if (!job->logit_parts.empty()) job->logits = at::cat(job->logit_parts, 0);
+    for (auto& parts : job->hidden_parts) job->hidden.push_back(parts.empty() ? at::Tensor() : at::cat(parts, 0));
+    job->logit_parts.clear();
+    job->hidden_parts.clear();
   }
-  return {};
+}
+
+// Prefill of fresh sequences through the prefix cache. Each job's first `reuse` tokens may come from the cache
+// (whole blocks); the rest is computed and every full block of the job's ids is then cached. Within the call,
+// a job sharing more full blocks with its predecessor in sorted order than the cache holds waits for a second
+// wave, so a prefix shared by several jobs is computed once (by the first of them in sorted order).
+void Engine::prefill_cached(std::vector<Prefill>& jobs, const DecodeOptions& options) {
+  if (!cache_) {
+    run_prefill(jobs, options);
+    return;
+  }
+  const std::int64_t B = cache_->block_tokens();
+  std::vector<std::vector<std::int32_t>> full(jobs.size());
+  for (std::size_t i = 0; i < jobs.size(); ++i) full[i] = jobs[i].ids;
+  std::vector<std::size_t> pending(jobs.size());
+  for (std::size_t i = 0; i < jobs.size(); ++i) pending[i] = i;
+  std::stable_sort(pending.begin(), pending.end(), [&](std::size_t a, std::size_t b) { return full[a] < full[b]; });
+  for (int round = 0; !pending.empty(); ++round) {
+    std::vector<std::size_t> wave, later;
+    for (std::size_t k = 0; k < pending.size(); ++k) {
+      const std::size_t i = pending[k];
+      bool defer = false;
+      if (round == 0 && k > 0 && jobs[i].reuse >= B) {  // a job waits at most once (two waves per call)
+        const auto& a = full[i];
+        const auto& prev = full[pending[k - 1]];
+        std::size_t lcp = 0;
+        while (lcp < a.size() && lcp < prev.size() && a[lcp] == prev[lcp]) ++lcp;
+        const std::int64_t shared = std::min<std::int64_t>(static_cast<std::int64_t>(lcp), jobs[i].reuse) / B * B;
+        defer = shared > cache_->peek(a, jobs[i].reuse);
+      }
+      (defer ? later : wave).push_back(i);
+    }
+    std::vector<Prefill*> run;
+    for (std::size_t i : wave) {
+      Prefill& job = jobs[i];
+      std::vector<at::Tensor> blocks;
+      job.cached = job.reuse > 0 ? cache_->match(full[i], job.reuse, &blocks) : 0;
+      if (job.cached > 0) {
+        ctx_->seq_append_kv(job.seq, blocks.size() == 1 ? blocks[0] : at::cat(blocks, 3));
+        job.ids.assign(full[i].begin() + job.cached, full[i].end());
+        hit_tokens_ += job.cached;
+      }
+      run.push_back(&job);
+    }
+    run_prefill(run, options);
+    for (std::size_t i : wave) {
+      const std::int32_t seq = jobs[i].seq;
+      cache_->insert(full[i], static_cast<std::int64_t>(full[i].size()),
+                     [&](std::int64_t begin, std::int64_t len) { return ctx_->seq_kv(seq, begin, len); });
+      jobs[i].ids = std::move(full[i]);
+    }
+    pending.swap(later);
+  }
 }
 
 std::string Engine::continuation_text(const std::vector<std::int32_t>& prompt,
@@ -214,8 +300,9 @@ std::vector<GenerateResult> Engine::generate(const std::vector<std::vector<std::
   for (std::size_t i = 0; i < prompts.size(); ++i) {
     jobs[i].seq = static_cast<std::int32_t>(i);
     jobs[i].ids = prompts[i];
+    jobs[i].reuse = static_cast<std::int64_t>(prompts[i].size()) - 1;  // the last token's logits are needed
   }
-  run_prefill(jobs, DecodeOptions{});
+  prefill_cached(jobs, DecodeOptions{});
 
   std::vector<std::int32_t> eos = model_->config().eos_ids;
   if (tokenizer_ && tokenizer_->eos_id() >= 0) eos.push_back(tokenizer_->eos_id());
@@ -283,76 +370,124 @@ std::vector<GenerateResult> Engine::generate(const std::vector<std::vector<std::
   return results;
 }
 
-std::vector<ScoreResult> Engine::score(const std::string& prompt, const std::vector<std::string>& continuations,
-                                       const ScoreOptions& options) {
-  const std::vector<std::int32_t> prompt_ids = encode(prompt);
-  if (continuations.empty()) return {};
-  // Candidate i = prompt_ids[:split_i] + scored_i (see the boundary rule in engine.h).
-  std::vector<std::vector<std::int32_t>> scored(continuations.size());
-  std::vector<std::int64_t> split(continuations.size());
+// One prompt to score: candidate i = p[:split[i]] + scored[i].
+struct Engine::ScoreItem {
+  std::vector<std::int32_t> p;                     // prompt ids (truncated by truncate_item)
+  std::vector<std::int64_t> split;                 // per candidate: prompt tokens before its scored tokens
+  std::vector<std::vector<std::int32_t>> scored;   // per candidate: the scored ids
+  std::int64_t dropped = 0;                        // prompt tokens dropped by truncation
+};
+
+Engine::ScoreItem Engine::score_item_text(const std::string& prompt, const std::vector<std::string>& continuations,
+                                          std::size_t index) const {
+  if (prompt.empty()) throw InvalidArgument(fmt::format("prompt {} is empty", index));
+  ScoreItem item;
+  item.p = encode(prompt);
+  item.scored.resize(continuations.size());
+  item.split.resize(continuations.size());
   for (std::size_t i = 0; i < continuations.size(); ++i) {
     if (continuations[i].empty()) throw InvalidArgument(fmt::format("continuation {} is empty", i));
     const std::vector<std::int32_t> joint = tokenizer_->encode(prompt + continuations[i], true);
     std::size_t l = 0;
-    while (l < joint.size() && l < prompt_ids.size() && joint[l] == prompt_ids[l]) ++l;
+    while (l < joint.size() && l < item.p.size() && joint[l] == item.p[l]) ++l;
     if (l == 0)
       throw InvalidArgument(fmt::format("continuation {} ('{}') changes the prompt's first token", i,
                                         preview(continuations[i])));
     if (l == joint.size())
       throw InvalidArgument(fmt::format("continuation {} ('{}') adds no tokens", i, preview(continuations[i])));
-    split[i] = static_cast<std::int64_t>(l);
-    scored[i].assign(joint.begin() + l, joint.end());
+    item.split[i] = static_cast<std::int64_t>(l);
+    item.scored[i].assign(joint.begin() + l, joint.end());
   }
-  // Reuse the id path: score prompt prefix + scored tokens, with per-candidate split points.
-  std::lock_guard<std::mutex> lock(mutex_);
-  c10::InferenceMode guard;
-  std::vector<std::int32_t> p = prompt_ids;
-  std::int64_t longest = 0;
-  for (const auto& s : scored) longest = std::max<std::int64_t>(longest, static_cast<std::int64_t>(s.size()));
+  return item;
+}
+
+void Engine::truncate_item(ScoreItem& item, const ScoreOptions& options, std::size_t index) const {
   if (options.truncation != "none" && options.truncation != "left" && options.truncation != "right")
     throw InvalidArgument(fmt::format("truncation must be 'none', 'left' or 'right' (got '{}')", options.truncation));
-  std::int64_t dropped = 0;
-  if (static_cast<std::int64_t>(p.size()) + longest > n_ctx_) {
-    const std::int64_t keep = n_ctx_ - longest;
-    if (keep < 1)
-      throw InvalidArgument(fmt::format("a continuation has {} tokens, more than the context window (n_ctx={})",
-                                        longest, n_ctx_));
-    dropped = truncate(p, keep, options.truncation, "prompt", 0);
-    for (auto& s : split) {
-      if (options.truncation == "right") {
-        s = std::min<std::int64_t>(s, keep);
-      } else {
-        // left: the kept tail moved down by `dropped`; a split inside the dropped part keeps the BOS only
-        s = std::max<std::int64_t>(s - dropped, std::min<std::int64_t>(1, static_cast<std::int64_t>(p.size())));
-      }
+  std::int64_t longest = 0;
+  for (const auto& s : item.scored) longest = std::max<std::int64_t>(longest, static_cast<std::int64_t>(s.size()));
+  std::vector<std::int32_t>& p = item.p;
+  if (static_cast<std::int64_t>(p.size()) + longest <= n_ctx_) return;
+  const std::int64_t keep = n_ctx_ - longest;
+  if (keep < 1)
+    throw InvalidArgument(fmt::format("a continuation of prompt {} has {} tokens, more than the context window "
+                                      "(n_ctx={})",
+                                      index, longest, n_ctx_));
+  item.dropped = truncate(p, keep, options.truncation, "prompt", index);
+  for (auto& s : item.split) {
+    if (options.truncation == "right") {
+      s = std::min<std::int64_t>(s, keep);
+    } else {
+      // left: the kept tail moved down by `dropped`; a split inside the dropped part keeps the BOS only
+      s = std::max<std::int64_t>(s - item.dropped, std::min<std::int64_t>(1, static_cast<std::int64_t>(p.size())));
     }
   }
-  // Shared prefix: everything before the earliest split but its last token (whose logits score token 1).
-  const std::int64_t shared = *std::min_element(split.begin(), split.end()) - 1;
-  ctx_->clear();
-  std::vector<Prefill> base(1);
-  base[0].seq = 0;
-  base[0].ids.assign(p.begin(), p.begin() + shared);
-  base[0].outputs = Prefill::kNone;
-  run_prefill(base, DecodeOptions{});
-  std::vector<Prefill> jobs(scored.size());
-  for (std::size_t i = 0; i < scored.size(); ++i) {
-    const std::int32_t seq = static_cast<std::int32_t>(i + 1);
-    ctx_->seq_cp(0, seq, shared);
-    jobs[i].seq = seq;
-    jobs[i].ids.assign(p.begin() + shared, p.begin() + split[i]);
-    jobs[i].ids.insert(jobs[i].ids.end(), scored[i].begin(), scored[i].end());
-    jobs[i].outputs = Prefill::kAll;
+}
+
+std::vector<std::vector<ScoreResult>> Engine::score_items(std::vector<ScoreItem>& items) {
+  std::vector<std::vector<ScoreResult>> results(items.size());
+  // Prompts go in chunks whose KV (prompt + one copy per candidate) stays near a few forward passes' worth.
+  const std::int64_t budget = 8 * options_.max_batch_tokens;
+  std::size_t a = 0;
+  while (a < items.size()) {
+    std::size_t b = a;
+    std::int64_t cost = 0;
+    while (b < items.size() && (b == a || cost < budget)) {
+      cost += static_cast<std::int64_t>((1 + items[b].scored.size()) * items[b].p.size());
+      ++b;
+    }
+    ctx_->clear();
+    // Shared prefix of item k: everything before its earliest split but the split's last token (whose logits
+    // score the first continuation token). It is computed once (or taken from the prefix cache).
+    std::vector<Prefill> base(b - a);
+    std::vector<std::int64_t> shared(b - a, 0);
+    for (std::size_t k = a; k < b; ++k) {
+      const ScoreItem& it = items[k];
+      if (it.scored.empty()) continue;
+      shared[k - a] = *std::min_element(it.split.begin(), it.split.end()) - 1;
+      Prefill& job = base[k - a];
+      job.seq = static_cast<std::int32_t>(k - a);
+      job.ids.assign(it.p.begin(), it.p.begin() + shared[k - a]);
+      job.outputs = Prefill::kNone;
+      job.reuse = shared[k - a];
+    }
+    prefill_cached(base, DecodeOptions{});
+    std::vector<Prefill> jobs;
+    std::int32_t seq = static_cast<std::int32_t>(b - a);
+    for (std::size_t k = a; k < b; ++k) {
+      const ScoreItem& it = items[k];
+      for (std::size_t i = 0; i < it.scored.size(); ++i) {
+        Prefill job;
+        job.seq = seq++;
+        ctx_->seq_cp(static_cast<std::int32_t>(k - a), job.seq, shared[k - a]);
+        job.ids.assign(it.p.begin() + shared[k - a], it.p.begin() + it.split[i]);
+        job.ids.insert(job.ids.end(), it.scored[i].begin(), it.scored[i].end());
+        job.outputs = Prefill::kAll;
+        jobs.push_back(std::move(job));
+      }
+      ctx_->seq_rm(static_cast<std::int32_t>(k - a));
+    }
+    run_prefill(jobs, DecodeOptions{});
+    std::size_t j = 0;
+    for (std::size_t k = a; k < b; ++k) {
+      const ScoreItem& it = items[k];
+      for (std::size_t i = 0; i < it.scored.size(); ++i, ++j) {
+        const std::int64_t n = static_cast<std::int64_t>(it.scored[i].size());
+        const std::int64_t first_row = it.split[i] - 1 - shared[k - a];  // row predicting the first scored token
+        results[k].push_back(score_rows(jobs[j].logits.narrow(0, first_row, n), it.scored[i], it.dropped));
+      }
+    }
+    ctx_->clear();
+    a = b;
   }
-  run_prefill(jobs, DecodeOptions{});
-  std::vector<ScoreResult> results(scored.size());
-  for (std::size_t i = 0; i < scored.size(); ++i) {
-    const std::int64_t n = static_cast<std::int64_t>(scored[i].size());
-    const std::int64_t first_row = split[i] - 1 - shared;  // row predicting the first scored token
-    results[i] = score_rows(jobs[i].logits.narrow(0, first_row, n), scored[i], dropped);
-  }
-  ctx_->clear();
   return results;
+}
+
+std::vector<ScoreResult> Engine::score(const std::string& prompt, const std::vector<std::string>& continuations,
+                                       const ScoreOptions& options) {
+  encode(prompt);  // errors for a missing tokenizer / empty prompt come first
+  if (continuations.empty()) return {};
+  return score_batch(std::vector<std::string>{prompt}, {continuations}, options)[0];
 }
 
 std::vector<ScoreResult> Engine::score(const std::vector<std::int32_t>& prompt,
@@ -360,47 +495,45 @@ std::vector<ScoreResult> Engine::score(const std::vector<std::int32_t>& prompt,
                                        const ScoreOptions& options) {
   check_ids(prompt, "prompt", 0);
   if (continuations.empty()) return {};
-  for (std::size_t i = 0; i < continuations.size(); ++i) check_ids(continuations[i], "continuation", i);
-  // Route through a tokenizer-free version of the text path.
+  return score_batch(std::vector<std::vector<std::int32_t>>{prompt}, {continuations}, options)[0];
+}
+
+std::vector<std::vector<ScoreResult>> Engine::score_batch(const std::vector<std::string>& prompts,
+                                                          const std::vector<std::vector<std::string>>& continuations,
+                                                          const ScoreOptions& options) {
+  if (prompts.size() != continuations.size())
+    throw InvalidArgument(fmt::format("score_batch needs one continuation list per prompt (prompts={}, "
+                                      "continuations={})",
+                                      prompts.size(), continuations.size()));
+  std::vector<ScoreItem> items;
+  for (std::size_t k = 0; k < prompts.size(); ++k) {
+    items.push_back(score_item_text(prompts[k], continuations[k], k));
+    truncate_item(items.back(), options, k);
+  }
   std::lock_guard<std::mutex> lock(mutex_);
   c10::InferenceMode guard;
-  std::vector<std::int32_t> p = prompt;
-  std::int64_t longest = 0;
-  for (const auto& s : continuations) longest = std::max<std::int64_t>(longest, static_cast<std::int64_t>(s.size()));
-  std::int64_t dropped = 0;
-  if (static_cast<std::int64_t>(p.size()) + longest > n_ctx_) {
-    const std::int64_t keep = n_ctx_ - longest;
-    if (keep < 1)
-      throw InvalidArgument(fmt::format("a continuation has {} tokens, more than the context window (n_ctx={})",
-                                        longest, n_ctx_));
-    dropped = truncate(p, keep, options.truncation, "prompt", 0);
-  } else if (options.truncation != "none" && options.truncation != "left" && options.truncation != "right") {
-    throw InvalidArgument(fmt::format("truncation must be 'none', 'left' or 'right' (got '{}')", options.truncation));
+  return score_items(items);
+}
+
+std::vector<std::vector<ScoreResult>> Engine::score_batch(
+    const std::vector<std::vector<std::int32_t>>& prompts,
+    const std::vector<std::vector<std::vector<std::int32_t>>>& continuations, const ScoreOptions& options) {
+  if (prompts.size() != continuations.size())
+    throw InvalidArgument(fmt::format("score_batch needs one continuation list per prompt (prompts={}, "
+                                      "continuations={})",
+                                      prompts.size(), continuations.size()));
+  std::vector<ScoreItem> items(prompts.size());
+  for (std::size_t k = 0; k < prompts.size(); ++k) {
+    check_ids(prompts[k], "prompt", k);
+    for (std::size_t i = 0; i < continuations[k].size(); ++i) check_ids(continuations[k][i], "continuation", i);
+    items[k].p = prompts[k];
+    items[k].scored = continuations[k];
+    items[k].split.assign(continuations[k].size(), static_cast<std::int64_t>(prompts[k].size()));
+    truncate_item(items[k], options, k);
   }
-  const std::int64_t P = static_cast<std::int64_t>(p.size());
-  ctx_->clear();
-  std::vector<Prefill> base(1);
-  base[0].seq = 0;
-  base[0].ids.assign(p.begin(), p.end() - 1);
-  base[0].outputs = Prefill::kNone;
-  run_prefill(base, DecodeOptions{});
-  std::vector<Prefill> jobs(continuations.size());
-  for (std::size_t i = 0; i < continuations.size(); ++i) {
-    const std::int32_t seq = static_cast<std::int32_t>(i + 1);
-    ctx_->seq_cp(0, seq, P - 1);
-    jobs[i].seq = seq;
-    jobs[i].ids = {p.back()};
-    jobs[i].ids.insert(jobs[i].ids.end(), continuations[i].begin(), continuations[i].end());
-    jobs[i].outputs = Prefill::kAll;
-  }
-  run_prefill(jobs, DecodeOptions{});
-  std::vector<ScoreResult> results(continuations.size());
-  for (std::size_t i = 0; i < continuations.size(); ++i) {
-    const std::int64_t n = static_cast<std::int64_t>(continuations[i].size());
-    results[i] = score_rows(jobs[i].logits.narrow(0, 0, n), continuations[i], dropped);
-  }
-  ctx_->clear();
-  return results;
+  std::lock_guard<std::mutex> lock(mutex_);
+  c10::InferenceMode guard;
+  return score_items(items);
 }
 
 std::vector<at::Tensor> Engine::hidden_states(const std::vector<std::string>& prompts,
@@ -442,8 +575,11 @@ std::vector<at::Tensor> Engine::hidden_states(const std::vector<std::vector<std:
     jobs[i].seq = static_cast<std::int32_t>(i);
     jobs[i].ids = prompts[i];
     jobs[i].outputs = pooling == "last" ? Prefill::kLast : Prefill::kAll;
+    // cached positions return no hidden states: reuse only what no output needs
+    const std::int64_t n = static_cast<std::int64_t>(prompts[i].size());
+    jobs[i].reuse = pooling == "last" ? n - 1 : pooling == "mean" ? options.begin : 0;
   }
-  run_prefill(jobs, dec);
+  prefill_cached(jobs, dec);
   std::vector<at::Tensor> out;
   for (std::size_t i = 0; i < prompts.size(); ++i) {
     at::Tensor h = at::stack(jobs[i].hidden, 0);  // [n_layers_selected, n_out, dim]
@@ -452,7 +588,8 @@ std::vector<at::Tensor> Engine::hidden_states(const std::vector<std::vector<std:
     } else if (pooling == "mean") {
       const std::int64_t n = static_cast<std::int64_t>(prompts[i].size());
       const std::int64_t end = options.end < 0 ? n : options.end;
-      h = h.narrow(1, options.begin, end - options.begin).mean(1);  // [n_layers_selected, dim]
+      // rows start at the first computed position (after the cached ones)
+      h = h.narrow(1, options.begin - jobs[i].cached, end - options.begin).mean(1);  // [n_layers_selected, dim]
     }
     out.push_back(h.contiguous());
   }

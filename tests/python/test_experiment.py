@@ -159,7 +159,15 @@ def test_shards_merge_to_the_unsharded_run(reference_run, paper_dir, models_dir,
     assert sum(sizes) == len(ref) and min(sizes) > 0
     merged = tmp_path / "merged.jsonl"
     assert E.merge([out], merged) == len(ref)
-    assert _records(merged) == ref
+    # Shards batch other items together, and the engine's results are batch-invariant up to float rounding
+    # (ids exact, log-probs within 1e-5): everything equal but the label log-probs, which agree within 1e-5.
+    got = _records(merged)
+    assert [E.record_key(r) for r in got] == [E.record_key(r) for r in ref]
+    for a, b in zip(got, ref):
+        la, lb = a.pop("label_logprobs"), b.pop("label_logprobs")
+        assert a == b
+        assert la.keys() == lb.keys() and all(abs(la[x] - lb[x]) <= 1e-5 + 1e-5 * abs(lb[x]) for x in la)
+        a["label_logprobs"], b["label_logprobs"] = la, lb
     # Merging the same shard twice is harmless; a conflicting record is an error naming it.
     assert E.merge([out, out / "records.shard-0-of-3.jsonl"], tmp_path / "again.jsonl") == len(ref)
     bad = tmp_path / "bad.jsonl"

