@@ -114,7 +114,8 @@ auto released(F&& fn) {
 
 std::shared_ptr<Engine> make_engine(const std::filesystem::path& path, std::optional<std::filesystem::path> tokenizer,
                                     const std::string& dtype, const std::string& device, int threads,
-                                    std::int64_t n_ctx, std::int64_t max_batch_tokens, std::int64_t cache_bytes) {
+                                    std::int64_t n_ctx, std::int64_t max_batch_tokens, std::int64_t cache_bytes,
+                                    std::optional<py::function> progress) {
   EngineOptions o;
   if (tokenizer) o.tokenizer = tokenizer->string();
   o.dtype = dtype;
@@ -127,6 +128,13 @@ std::shared_ptr<Engine> make_engine(const std::filesystem::path& path, std::opti
     py::gil_scoped_acquire acquire;
     return PyErr_CheckSignals() != 0;
   };
+  if (progress) {
+    auto fn = std::make_shared<py::function>(std::move(*progress));
+    o.on_forward = [fn](std::int64_t tokens) {
+      py::gil_scoped_acquire acquire;
+      (*fn)(tokens);
+    };
+  }
   return released([&] { return std::make_shared<Engine>(path.string(), std::move(o)); });
 }
 
@@ -217,9 +225,11 @@ Prompts are str (tokenized with BOS) or lists of token ids (used as given).
       .def(py::init(&make_engine), py::arg("path"), py::arg("tokenizer") = py::none(), py::kw_only(),
            py::arg("dtype") = "float32", py::arg("device") = "cpu", py::arg("threads") = 0, py::arg("n_ctx") = 0,
            py::arg("max_batch_tokens") = 1024, py::arg("cache_bytes") = EngineOptions{}.cache_bytes,
+           py::arg("progress") = py::none(),
            "Loads the model (and tokenizer). dtype 'float32' or 'bfloat16'; device 'cpu' or 'cuda'; threads = torch "
            "intra-op threads (0 = torch default); n_ctx = context window (0 = the model's); max_batch_tokens = "
-           "most tokens per forward pass; cache_bytes = bytes of KV kept by the prefix cache (0 = off); raises "
+           "most tokens per forward pass; cache_bytes = bytes of KV kept by the prefix cache (0 = off); progress = "
+           "callable(tokens) called after each forward pass with the tokens it ran (e.g. tqdm.update); raises "
            "crossicl.LoadError for bad files, ValueError for bad options.")
       .def_property_readonly("config", [](const Engine& e) { return e.config(); }, "The model's ModelConfig.")
       .def_property_readonly("tokenizer", [](const Engine& e) { return e.tokenizer(); },

@@ -669,9 +669,9 @@ class Engine:
         scores = engine.score("The capital of France is", [" Paris", " Rome"])   # .sum .mean .first
         h = engine.hidden_states(["a text"], layers=[0, -1], pooling="mean")     # [1, 2, dim]
     """
-    def __init__(self, path: os.PathLike | str | bytes, tokenizer: os.PathLike | str | bytes | None = None, *, dtype: str = 'float32', device: str = 'cpu', threads: typing.SupportsInt | typing.SupportsIndex = 0, n_ctx: typing.SupportsInt | typing.SupportsIndex = 0, max_batch_tokens: typing.SupportsInt | typing.SupportsIndex = 1024, cache_bytes: typing.SupportsInt | typing.SupportsIndex = 268435456) -> None:
+    def __init__(self, path: os.PathLike | str | bytes, tokenizer: os.PathLike | str | bytes | None = None, *, dtype: str = 'float32', device: str = 'cpu', threads: typing.SupportsInt | typing.SupportsIndex = 0, n_ctx: typing.SupportsInt | typing.SupportsIndex = 0, max_batch_tokens: typing.SupportsInt | typing.SupportsIndex = 1024, cache_bytes: typing.SupportsInt | typing.SupportsIndex = 268435456, progress: collections.abc.Callable | None = None) -> None:
         """
-        Loads the model (and tokenizer). dtype 'float32' or 'bfloat16'; device 'cpu' or 'cuda'; threads = torch intra-op threads (0 = torch default); n_ctx = context window (0 = the model's); max_batch_tokens = most tokens per forward pass; cache_bytes = bytes of KV kept by the prefix cache (0 = off); raises crossicl.LoadError for bad files, ValueError for bad options.
+        Loads the model (and tokenizer). dtype 'float32' or 'bfloat16'; device 'cpu' or 'cuda'; threads = torch intra-op threads (0 = torch default); n_ctx = context window (0 = the model's); max_batch_tokens = most tokens per forward pass; cache_bytes = bytes of KV kept by the prefix cache (0 = off); progress = callable(tokens) called after each forward pass with the tokens it ran (e.g. tqdm.update); raises crossicl.LoadError for bad files, ValueError for bad options.
         """
     def cache_stats(self) -> dict:
         """

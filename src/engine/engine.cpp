@@ -192,6 +192,7 @@ void Engine::run_prefill(const std::vector<Prefill*>& jobs, const DecodeOptions&
       }
     }
     DecodeOutput out = ctx_->decode(b, options);
+    if (options_.on_forward) options_.on_forward(static_cast<std::int64_t>(b.size()));
     computed_tokens_ += static_cast<std::int64_t>(b.size());
     std::int64_t row = 0;
     for (const auto& [jj, n_out] : owners) {
@@ -357,6 +358,7 @@ std::vector<GenerateResult> Engine::generate(const std::vector<std::vector<std::
       b.add(results[i].token_ids.back(), static_cast<std::int32_t>(ctx_->seq_len(seq)), seq, true);
     }
     at::Tensor out = ctx_->decode(b).logits;  // [n_active, vocab]
+    if (options_.on_forward) options_.on_forward(static_cast<std::int64_t>(b.size()));
     for (std::size_t k = 0; k < active.size(); ++k) logits[active[k]] = out[static_cast<std::int64_t>(k)];
   }
   for (std::size_t i = 0; i < results.size(); ++i) {

@@ -144,3 +144,24 @@ def test_smollm2_cache_and_batching():
         same_gen(e.generate(prompts, max_new_tokens=4), want_gen)
         same_scores(e.score_batch(prompts, labels), want_scores)
     assert e.cache_stats()["hit_tokens"] >= 3 * 48
+
+
+def test_progress_callback_counts_every_forward_token(models_dir):
+    """Engine(progress=f): f(tokens) after each forward pass; prefill chunks and decode steps add up to the
+    prompt's tokens plus one per decode step, and an exception in f stops the call."""
+    stories = models_dir / "stories260K"
+    seen = []
+    eng = crossicl.Engine(stories / "stories260K.bin", tokenizer=stories / "tok512.model", cache_bytes=0,
+                          max_batch_tokens=8, progress=seen.append)
+    prompt = "Once upon a time, there was a little girl named Lily."
+    out = eng.generate([prompt], max_new_tokens=6, stop=[], stop_at_eos=False)[0]
+    n_prompt = len(eng.encode(prompt))
+    assert len(out.token_ids) == 6
+    assert sum(seen[:-(len(out.token_ids) - 1)]) == n_prompt            # prefill in chunks of <= 8 tokens
+    assert all(0 < t <= 8 for t in seen) and seen[-(len(out.token_ids) - 1):] == [1] * (len(out.token_ids) - 1)
+
+    def boom(tokens):
+        raise RuntimeError(f"stop at {tokens}")
+    bad = crossicl.Engine(stories / "stories260K.bin", tokenizer=stories / "tok512.model", progress=boom)
+    with pytest.raises(RuntimeError, match="stop at"):
+        bad.generate([prompt], max_new_tokens=2)

