@@ -52,16 +52,23 @@ void Context::seq_cp(std::int32_t src, std::int32_t dst, std::int64_t n) {
     seq_keep(src, n);
     return;
   }
-  SeqCache copy;
+  const SeqCache& from = it->second;  // seqs_ is a map: the reference survives inserting dst
+  SeqCache& to = seqs_[dst];
+  to.len = 0;
   if (n > 0) {
-    const SeqCache& s = it->second;
-    for (std::size_t l = 0; l < s.k.size(); ++l) {
-      copy.k.push_back(s.k[l].narrow(1, 0, n).clone(at::MemoryFormat::Contiguous));  // [n_kv_heads, n, head_dim]
-      copy.v.push_back(s.v[l].narrow(1, 0, n).clone(at::MemoryFormat::Contiguous));  // [n_kv_heads, n, head_dim]
+    reserve(to, n, /*exact=*/true);
+    for (std::size_t l = 0; l < from.k.size(); ++l) {
+      to.k[l].narrow(1, 0, n).copy_(from.k[l].narrow(1, 0, n));  // [n_kv_heads, n, head_dim]
+      to.v[l].narrow(1, 0, n).copy_(from.v[l].narrow(1, 0, n));  // [n_kv_heads, n, head_dim]
     }
   }
-  copy.len = n;
-  seqs_[dst] = std::move(copy);
+  to.len = n;
+}
+
+void Context::seq_reserve(std::int32_t seq, std::int64_t n) {
+  c10::InferenceMode guard;
+  if (n < 0) throw InvalidArgument(fmt::format("seq_reserve: n must be >= 0 (n={})", n));
+  reserve(seqs_[seq], std::min(n, n_ctx_), /*exact=*/true);
 }
 
 void Context::clear() { seqs_.clear(); }
@@ -107,10 +114,10 @@ void Context::seq_append_kv(std::int32_t seq, const at::Tensor& kv) {
   s.len += n;
 }
 
-void Context::reserve(SeqCache& cache, std::int64_t n) {
+void Context::reserve(SeqCache& cache, std::int64_t n, bool exact) {
   const std::int64_t cap = cache.k.empty() ? 0 : cache.k[0].size(1);
   if (n <= cap) return;
-  const std::int64_t new_cap = std::max(n, std::min(n_ctx_, std::max<std::int64_t>(64, 2 * cap)));
+  const std::int64_t new_cap = exact ? n : std::max(n, std::min(n_ctx_, std::max<std::int64_t>(64, 2 * cap)));
   const Config& c = model_->config();
   const auto opts = at::TensorOptions().dtype(model_->dtype()).device(model_->device());
   for (std::int64_t l = 0; l < c.n_layers; ++l) {

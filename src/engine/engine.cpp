@@ -58,6 +58,16 @@ ScoreResult score_rows(const at::Tensor& logits, const std::vector<std::int32_t>
   return r;
 }
 
+// End of the wave of items starting at `a`: items are added while the KV positions they hold together stay under
+// `budget` (a wave has at least one item).
+template <class Cost>
+std::size_t wave_end(std::size_t a, std::size_t n, std::int64_t budget, Cost cost) {
+  std::size_t b = a;
+  std::int64_t total = 0;
+  while (b < n && (b == a || total + cost(b) <= budget)) total += cost(b++);
+  return b;
+}
+
 std::string preview(const std::string& s) {
   return s.size() <= 40 ? s : s.substr(0, 40) + "...";
 }
@@ -163,7 +173,10 @@ void Engine::run_prefill(std::vector<Prefill>& jobs, const DecodeOptions& option
 
 void Engine::run_prefill(const std::vector<Prefill*>& jobs, const DecodeOptions& options) {
   const std::size_t n_layers_out = options.hidden_layers.size();
-  for (Prefill* job : jobs) job->hidden_parts.assign(n_layers_out, {});
+  for (Prefill* job : jobs) {
+    job->hidden_parts.assign(n_layers_out, {});
+    ctx_->seq_reserve(job->seq, ctx_->seq_len(job->seq) + static_cast<std::int64_t>(job->ids.size()));
+  }
   std::size_t j = 0, off = 0;
   while (j < jobs.size() && jobs[j]->ids.empty()) ++j;
   while (j < jobs.size()) {
@@ -276,51 +289,36 @@ std::string Engine::continuation_text(const std::vector<std::int32_t>& prompt,
   return tokenizer_->decode(gen);
 }
 
-std::vector<GenerateResult> Engine::generate(const std::vector<std::string>& prompts,
-                                             const GenerateOptions& options) {
-  return generate(encode_all(*this, prompts), options);
-}
-
-std::vector<GenerateResult> Engine::generate(const std::vector<std::vector<std::int32_t>>& prompts_in,
-                                             const GenerateOptions& options) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  c10::InferenceMode guard;
-  if (options.max_new_tokens < 0)
-    throw InvalidArgument(fmt::format("max_new_tokens must be >= 0 (max_new_tokens={})", options.max_new_tokens));
-  for (std::size_t i = 0; i < options.stop.size(); ++i)
-    if (options.stop[i].empty()) throw InvalidArgument(fmt::format("stop string {} is empty", i));
-  std::vector<std::vector<std::int32_t>> prompts = prompts_in;
-  std::vector<GenerateResult> results(prompts.size());
-  const std::int64_t keep = options.truncation == "none" ? n_ctx_ : n_ctx_ - options.max_new_tokens;
-  for (std::size_t i = 0; i < prompts.size(); ++i) {
-    check_ids(prompts[i], "prompt", i);
-    results[i].truncated = truncate(prompts[i], keep, options.truncation, "prompt", i);
-  }
+void Engine::generate_wave(const std::vector<std::vector<std::int32_t>>& prompts, std::size_t a, std::size_t b,
+                           const GenerateOptions& options, std::vector<GenerateResult>& results) {
   ctx_->clear();
-  std::vector<Prefill> jobs(prompts.size());
-  for (std::size_t i = 0; i < prompts.size(); ++i) {
+  const std::size_t n = b - a;
+  std::vector<Prefill> jobs(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::vector<std::int32_t>& p = prompts[a + i];
     jobs[i].seq = static_cast<std::int32_t>(i);
-    jobs[i].ids = prompts[i];
-    jobs[i].reuse = static_cast<std::int64_t>(prompts[i].size()) - 1;  // the last token's logits are needed
+    jobs[i].ids = p;
+    jobs[i].reuse = static_cast<std::int64_t>(p.size()) - 1;  // the last token's logits are needed
+    ctx_->seq_reserve(jobs[i].seq, static_cast<std::int64_t>(p.size()) + options.max_new_tokens);
   }
   prefill_cached(jobs, DecodeOptions{});
 
   std::vector<std::int32_t> eos = model_->config().eos_ids;
   if (tokenizer_ && tokenizer_->eos_id() >= 0) eos.push_back(tokenizer_->eos_id());
   const bool use_stop = tokenizer_ && !options.stop.empty();
-  std::vector<at::Tensor> logits(prompts.size());  // [vocab] next-token logits per sequence
-  for (std::size_t i = 0; i < prompts.size(); ++i) logits[i] = jobs[i].logits[0];
-  std::vector<std::size_t> active;
-  for (std::size_t i = 0; i < prompts.size(); ++i) {
+  std::vector<at::Tensor> logits(n);  // [vocab] next-token logits per sequence of the wave
+  for (std::size_t i = 0; i < n; ++i) logits[i] = jobs[i].logits[0];
+  std::vector<std::size_t> active;  // wave indices
+  for (std::size_t i = 0; i < n; ++i) {
     if (options.max_new_tokens == 0)
-      results[i].finish_reason = "length";
+      results[a + i].finish_reason = "length";
     else
       active.push_back(i);
   }
   while (!active.empty()) {
     std::vector<std::size_t> still;
     for (std::size_t i : active) {
-      GenerateResult& r = results[i];
+      GenerateResult& r = results[a + i];
       at::Tensor lp = at::log_softmax(logits[i], -1);  // [vocab]
       const std::int32_t next = static_cast<std::int32_t>(lp.argmax().item<std::int64_t>());
       r.token_ids.push_back(next);
@@ -330,7 +328,7 @@ std::vector<GenerateResult> Engine::generate(const std::vector<std::vector<std::
         continue;
       }
       if (use_stop) {
-        const std::string text = continuation_text(prompts[i], r.token_ids);
+        const std::string text = continuation_text(prompts[a + i], r.token_ids);
         std::size_t cut = std::string::npos;
         for (const std::string& s : options.stop) cut = std::min(cut, text.find(s));
         if (cut != std::string::npos) {
@@ -352,14 +350,46 @@ std::vector<GenerateResult> Engine::generate(const std::vector<std::vector<std::
     active.swap(still);
     if (active.empty()) break;
     poll();
-    Batch b;
+    Batch batch;
     for (std::size_t i : active) {
       const std::int32_t seq = static_cast<std::int32_t>(i);
-      b.add(results[i].token_ids.back(), static_cast<std::int32_t>(ctx_->seq_len(seq)), seq, true);
+      batch.add(results[a + i].token_ids.back(), static_cast<std::int32_t>(ctx_->seq_len(seq)), seq, true);
     }
-    at::Tensor out = ctx_->decode(b).logits;  // [n_active, vocab]
-    if (options_.on_forward) options_.on_forward(static_cast<std::int64_t>(b.size()));
+    at::Tensor out = ctx_->decode(batch).logits;  // [n_active, vocab]
+    if (options_.on_forward) options_.on_forward(static_cast<std::int64_t>(batch.size()));
     for (std::size_t k = 0; k < active.size(); ++k) logits[active[k]] = out[static_cast<std::int64_t>(k)];
+  }
+  ctx_->clear();
+}
+
+std::vector<GenerateResult> Engine::generate(const std::vector<std::string>& prompts,
+                                             const GenerateOptions& options) {
+  return generate(encode_all(*this, prompts), options);
+}
+
+std::vector<GenerateResult> Engine::generate(const std::vector<std::vector<std::int32_t>>& prompts_in,
+                                             const GenerateOptions& options) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  c10::InferenceMode guard;
+  if (options.max_new_tokens < 0)
+    throw InvalidArgument(fmt::format("max_new_tokens must be >= 0 (max_new_tokens={})", options.max_new_tokens));
+  for (std::size_t i = 0; i < options.stop.size(); ++i)
+    if (options.stop[i].empty()) throw InvalidArgument(fmt::format("stop string {} is empty", i));
+  std::vector<std::vector<std::int32_t>> prompts = prompts_in;
+  std::vector<GenerateResult> results(prompts.size());
+  const std::int64_t keep = options.truncation == "none" ? n_ctx_ : n_ctx_ - options.max_new_tokens;
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    check_ids(prompts[i], "prompt", i);
+    results[i].truncated = truncate(prompts[i], keep, options.truncation, "prompt", i);
+  }
+  // Prompts go in waves whose KV (prompt + new tokens) stays within a few forward passes' worth; each wave is
+  // prefilled together and decoded together.
+  for (std::size_t a = 0; a < prompts.size();) {
+    const std::size_t b = wave_end(a, prompts.size(), kv_budget(), [&](std::size_t i) {
+      return static_cast<std::int64_t>(prompts[i].size()) + options.max_new_tokens;
+    });
+    generate_wave(prompts, a, b, options, results);
+    a = b;
   }
   for (std::size_t i = 0; i < results.size(); ++i) {
     GenerateResult& r = results[i];
@@ -428,16 +458,14 @@ void Engine::truncate_item(ScoreItem& item, const ScoreOptions& options, std::si
 
 std::vector<std::vector<ScoreResult>> Engine::score_items(std::vector<ScoreItem>& items) {
   std::vector<std::vector<ScoreResult>> results(items.size());
-  // Prompts go in chunks whose KV (prompt + one copy per candidate) stays near a few forward passes' worth.
-  const std::int64_t budget = 8 * options_.max_batch_tokens;
+  // Prompts go in waves whose KV (prompt + one copy per candidate) stays within a few forward passes' worth.
   std::size_t a = 0;
   while (a < items.size()) {
-    std::size_t b = a;
-    std::int64_t cost = 0;
-    while (b < items.size() && (b == a || cost < budget)) {
-      cost += static_cast<std::int64_t>((1 + items[b].scored.size()) * items[b].p.size());
-      ++b;
-    }
+    const std::size_t b = wave_end(a, items.size(), kv_budget(), [&](std::size_t k) {
+      std::int64_t c = static_cast<std::int64_t>(items[k].p.size());
+      for (const auto& s : items[k].scored) c += static_cast<std::int64_t>(items[k].p.size() + s.size());
+      return c;
+    });
     ctx_->clear();
     // Shared prefix of item k: everything before its earliest split but the split's last token (whose logits
     // score the first continuation token). It is computed once (or taken from the prefix cache).
@@ -461,6 +489,7 @@ std::vector<std::vector<ScoreResult>> Engine::score_items(std::vector<ScoreItem>
       for (std::size_t i = 0; i < it.scored.size(); ++i) {
         Prefill job;
         job.seq = seq++;
+        ctx_->seq_reserve(job.seq, it.split[i] + static_cast<std::int64_t>(it.scored[i].size()));
         ctx_->seq_cp(static_cast<std::int32_t>(k - a), job.seq, shared[k - a]);
         job.ids.assign(it.p.begin() + shared[k - a], it.p.begin() + it.split[i]);
         job.ids.insert(job.ids.end(), it.scored[i].begin(), it.scored[i].end());

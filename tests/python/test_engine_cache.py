@@ -165,3 +165,24 @@ def test_progress_callback_counts_every_forward_token(models_dir):
     bad = crossicl.Engine(stories / "stories260K.bin", tokenizer=stories / "tok512.model", progress=boom)
     with pytest.raises(RuntimeError, match="stop at"):
         bad.generate([prompt], max_new_tokens=2)
+
+
+def test_generate_runs_in_kv_bounded_waves(stories):
+    """generate holds at most 8 x max_batch_tokens KV positions (prompt + new tokens) at once: prompts go in
+    waves decoded together; results equal one prompt at a time."""
+    seen = []
+    prompt = "Once upon a time, there was a little girl named Lily."
+    eng = open_stories(stories, cache_bytes=0, max_batch_tokens=8, progress=seen.append)
+    cost = len(eng.encode(prompt)) + 6  # KV positions of one prompt
+    per_wave = 64 // cost
+    assert per_wave >= 2
+    out = eng.generate([prompt] * 7, max_new_tokens=6, stop=[], stop_at_eos=False)
+    n = len(eng.encode(prompt))
+    assert sum(seen) == 7 * n + 7 * 5 and max(seen) <= 8  # 5 decode steps after the first token
+    waves = -(-7 // per_wave)
+    last = 7 - per_wave * (waves - 1)
+    assert seen[-5:] == [last] * 5  # the last wave decodes its prompts together
+    runs = [i for i in range(len(seen) - 4) if seen[i:i + 5] == [per_wave] * 5]
+    assert len(runs) == waves - 1  # so does every full wave
+    one = open_stories(stories, cache_bytes=0).generate([prompt], max_new_tokens=6, stop=[], stop_at_eos=False)
+    same_gen(out, one * 7)

@@ -57,8 +57,12 @@ class Context {
   void seq_rm(std::int32_t seq);
   /// Keeps only the first n cached positions of a sequence.
   void seq_keep(std::int32_t seq, std::int64_t n);
-  /// Makes `dst` hold a copy of the first `n` cached positions of `src` (-1 = all); replaces `dst`.
+  /// Makes `dst` hold a copy of the first `n` cached positions of `src` (-1 = all); replaces `dst`'s contents
+  /// (keeping room it reserved, so seq_reserve then seq_cp allocates once).
   void seq_cp(std::int32_t src, std::int32_t dst, std::int64_t n = -1);
+  /// Makes room for n positions (at most n_ctx) in a sequence's cache, creating it if needed, so that filling
+  /// it up to n allocates nothing more. Without it the cache grows geometrically as positions arrive.
+  void seq_reserve(std::int32_t seq, std::int64_t n);
   /// Drops every sequence.
   void clear();
   /// A copy of the cached keys/values of positions [begin, begin + n) of a sequence.
@@ -77,7 +81,8 @@ class Context {
     std::vector<at::Tensor> v;  // per layer [n_kv_heads, capacity, head_dim]
     std::int64_t len = 0;       // filled positions
   };
-  void reserve(SeqCache& cache, std::int64_t n);
+  // Grows the cache to hold n positions: exactly n when `exact`, else geometrically (decode steps).
+  void reserve(SeqCache& cache, std::int64_t n, bool exact = false);
 
   std::shared_ptr<const Model> model_;
   std::int64_t n_ctx_;
