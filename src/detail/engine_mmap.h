@@ -41,6 +41,11 @@ namespace crossicl::detail {
 at::Tensor mapped_tensor(const std::shared_ptr<MappedFile>& file, std::size_t offset, c10::IntArrayRef shape,
                          c10::ScalarType stored, c10::ScalarType target);
 
+/// Drops the pages of a tensor that views a mapping (as mapped_tensor returns) from this process's memory, once
+/// its data have been copied elsewhere: the file stays mapped, so a later read faults the same bytes back in.
+/// No-op for any other tensor.
+void release_mapped_pages(const at::Tensor& t);
+
 /// a * b, throwing LoadError mentioning `what` on overflow of std::uint64_t.
 std::uint64_t checked_mul(std::uint64_t a, std::uint64_t b, const std::string& what);
 

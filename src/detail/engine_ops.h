@@ -13,15 +13,23 @@ at::Tensor rms_norm(const at::Tensor& x,       // [..., dim]
                     const at::Tensor& weight,  // [dim]
                     double eps);
 
+/// x W^T (HF Linear without bias). One row (a decode step of one sequence) goes through the matrix-vector
+/// kernel, which streams W at about the memory bandwidth; the GEMM path packs W per call (measured for bfloat16:
+/// 1.5-1.6x slower at batch 1 on SmolLM2/TinyLlama shapes; equal for float32).
+at::Tensor linear(const at::Tensor& x,  // [n, in]
+                  const at::Tensor& w); // [out, in] -> [n, out]
+
 /// RoPE inverse frequencies 1 / theta^(2i / head_dim), i < head_dim/2, with llama3 scaling if configured.
 at::Tensor rope_inv_freq(const Config& config);  // [head_dim / 2] float32 (CPU)
 
-/// cos and sin tables for `positions`: emb = cat(freqs, freqs), freqs = pos * inv_freq (float32), cast to dtype.
+/// cos and sin tables for `positions`, freqs = pos * inv_freq (float32), cast to dtype: cos = cos(cat(freqs,
+/// freqs)) and sin = cat(-sin(freqs), sin(freqs)), rotate_half's sign folded in (for apply_rope only).
 void rope_cos_sin(const at::Tensor& positions,  // [n] int64
                   const at::Tensor& inv_freq,   // [head_dim / 2] float32
                   at::ScalarType dtype, at::Tensor& cos, at::Tensor& sin);  // each [n, 1, head_dim]
 
-/// x * cos + rotate_half(x) * sin, rotate_half(x) = cat(-x[..., d/2:], x[..., :d/2]).
+/// x * cos + rotate_half(x) * sin, rotate_half(x) = cat(-x[..., d/2:], x[..., :d/2]), with the tables of
+/// rope_cos_sin (bit-identical to HF's formula: the sign moves from x to sin).
 at::Tensor apply_rope(const at::Tensor& x,    // [n, heads, head_dim]
                       const at::Tensor& cos,  // [n, 1, head_dim]
                       const at::Tensor& sin); // [n, 1, head_dim]

@@ -11,6 +11,7 @@
 #include <fmt/ranges.h>
 
 #include "crossicl/core/error.h"
+#include "detail/engine_kernels.h"
 #include "detail/engine_ops.h"
 
 namespace crossicl {
@@ -214,19 +215,31 @@ DecodeOutput Context::decode(const Batch& batch, const DecodeOptions& options) {
            options.hidden_layers.end();
   };
 
+  // Float32/bfloat16 on the CPU: RMSNorm, RoPE, SiLU-gate and short-query attention run as single loops
+  // (detail/engine_kernels.h); elsewhere as ATen ops.
+  const bool kernels = detail::cpu_kernels(W.tok_embeddings);
+  auto norm = [&](const at::Tensor& t, const at::Tensor& w) {
+    return kernels ? detail::rms_norm_cpu(t, w, c.norm_eps) : detail::rms_norm(t, w, c.norm_eps);
+  };
   at::Tensor x = W.tok_embeddings.index_select(0, tokens);  // [n, dim]
   if (wanted(0)) hidden[0] = x.index_select(0, rows);
   for (std::int64_t l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = W.layers[l];
-    at::Tensor h = detail::rms_norm(x, L.attention_norm, c.norm_eps);  // [n, dim]
-    at::Tensor q = at::linear(h, L.wq).view({N, nh, hd});   // [n, n_heads, head_dim]
-    at::Tensor k = at::linear(h, L.wk).view({N, kvh, hd});  // [n, n_kv_heads, head_dim]
-    at::Tensor v = at::linear(h, L.wv).view({N, kvh, hd});  // [n, n_kv_heads, head_dim]
-    q = detail::apply_rope(q, cos, sin);
-    k = detail::apply_rope(k, cos, sin);
+    at::Tensor h = norm(x, L.attention_norm);                               // [n, dim]
+    at::Tensor qkv = detail::linear(h, L.wqkv).view({N, nh + 2 * kvh, hd});  // [n, n_heads + 2 n_kv_heads, head_dim]
+    at::Tensor q, k;
+    if (kernels) {
+      detail::rope_qk_cpu(qkv, nh + kvh, cos, sin);  // in place on the query and key heads
+      q = qkv.narrow(1, 0, nh);                      // [n, n_heads, head_dim]
+      k = qkv.narrow(1, nh, kvh);                    // [n, n_kv_heads, head_dim]
+    } else {
+      at::Tensor qk = detail::apply_rope(qkv.narrow(1, 0, nh + kvh), cos, sin);  // [n, n_heads + n_kv_heads, head_dim]
+      q = qk.narrow(1, 0, nh);
+      k = qk.narrow(1, nh, kvh);
+    }
+    at::Tensor v = qkv.narrow(1, nh + kvh, kvh);  // [n, n_kv_heads, head_dim]
 
-    at::Tensor attn;  // [n, n_heads, head_dim]
-    if (groups.size() > 1) attn = at::empty({N, nh, hd}, q.options());
+    at::Tensor attn = at::empty({N, nh, hd}, q.options());  // [n, n_heads, head_dim]
     std::int64_t start = 0;
     for (const Group& g : groups) {
       const std::int64_t len = static_cast<std::int64_t>(g.idx.size());
@@ -234,26 +247,21 @@ DecodeOutput Context::decode(const Batch& batch, const DecodeOptions& options) {
       SeqCache& cache = seqs_[g.seq];
       cache.k[l].narrow(1, g.p0, len).copy_(k.narrow(0, start, len).transpose(0, 1));
       cache.v[l].narrow(1, g.p0, len).copy_(v.narrow(0, start, len).transpose(0, 1));
+      at::Tensor rows_out = attn.narrow(0, start, len);  // [len, n_heads, head_dim]
+      if (len <= kSmallQuery && kernels) {
+        // Decode steps: one loop over (query, head). torch's CPU flash kernel costs milliseconds per call for
+        // one query, and the matmul formulation below is ~8 small ops per layer.
+        detail::attend_cpu(q.narrow(0, start, len), cache.k[l], cache.v[l], g.p0, scale, rows_out);
+        start += len;
+        continue;
+      }
       at::Tensor K = cache.k[l].narrow(1, 0, T).unsqueeze(0);  // [1, n_kv_heads, T, head_dim]
       at::Tensor V = cache.v[l].narrow(1, 0, T).unsqueeze(0);  // [1, n_kv_heads, T, head_dim]
       at::Tensor Q = q.narrow(0, start, len).transpose(0, 1).unsqueeze(0);  // [1, n_heads, len, head_dim]
-      std::optional<at::Tensor> mask;
-      bool causal = false;
-      if (len <= kSmallQuery) {
-        // masked below
-      } else if (g.p0 == 0) {
-        causal = true;
-      } else {
-        // query i (position p0 + i) sees keys 0..p0 + i
-        at::Tensor qpos = at::arange(g.p0, T, long_opts.device(dev)).unsqueeze(1);  // [len, 1]
-        at::Tensor kpos = at::arange(0, T, long_opts.device(dev)).unsqueeze(0);     // [1, T]
-        mask = kpos <= qpos;                                                         // [len, T]
-      }
       at::Tensor o;  // [n_heads, len, head_dim]
       if (len <= kSmallQuery) {
-        // Decode steps: plain matmuls. torch's CPU flash kernel costs milliseconds per call for one query.
-        // These ops are tiny: run them on this thread (an intra-op parallel region costs more than the work,
-        // milliseconds when the cores are shared).
+        // Short chunks off the CPU kernels' dtypes: plain matmuls, on this thread (an intra-op parallel region
+        // costs more than these tiny ops, milliseconds when the cores are shared).
         c10::ParallelGuard serial(true);
         const std::int64_t group = nh / kvh;  // query heads per kv head (HF repeat_kv order)
         at::Tensor Qg = Q[0].reshape({kvh, group * len, hd});                  // [n_kv_heads, group * len, head_dim]
@@ -267,24 +275,38 @@ DecodeOutput Context::decode(const Batch& batch, const DecodeOptions& options) {
         at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(scores.scalar_type());  // [n_kv_heads, group*len, T]
         o = at::matmul(probs, V[0]).view({nh, len, hd});                                    // [n_heads, len, head_dim]
       } else {
+        std::optional<at::Tensor> mask;
+        bool causal = false;
+        if (g.p0 == 0) {
+          causal = true;
+        } else {
+          // query i (position p0 + i) sees keys 0..p0 + i
+          at::Tensor qpos = at::arange(g.p0, T, long_opts.device(dev)).unsqueeze(1);  // [len, 1]
+          at::Tensor kpos = at::arange(0, T, long_opts.device(dev)).unsqueeze(0);     // [1, T]
+          mask = kpos <= qpos;                                                         // [len, T]
+        }
         o = at::scaled_dot_product_attention(Q, K, V, mask, 0.0, causal, scale,
                                              /*enable_gqa=*/nh != kvh)[0];  // [n_heads, len, head_dim]
       }
-      if (groups.size() > 1)
-        attn.narrow(0, start, len).copy_(o.transpose(0, 1));
-      else
-        attn = o.transpose(0, 1);
+      rows_out.copy_(o.transpose(0, 1));
       start += len;
     }
-    x = x + at::linear(attn.reshape({N, nh * hd}), L.wo);            // [n, dim]
-    h = detail::rms_norm(x, L.ffn_norm, c.norm_eps);                  // [n, dim]
-    at::Tensor ff = at::silu(at::linear(h, L.w1)) * at::linear(h, L.w3);  // [n, hidden_dim]
-    x = x + at::linear(ff, L.w2);                                     // [n, dim]
+    x.add_(detail::linear(attn.view({N, nh * hd}), L.wo));  // [n, dim]
+    h = norm(x, L.ffn_norm);                                // [n, dim]
+    at::Tensor gu = detail::linear(h, L.w13);               // [n, 2 hidden_dim] (gate, up)
+    at::Tensor ff;                                          // [n, hidden_dim]
+    if (kernels) {
+      ff = detail::silu_mul_cpu(gu);
+    } else {
+      const std::int64_t H = L.w1.size(0);
+      ff = at::silu(gu.narrow(1, 0, H)) * gu.narrow(1, H, H);
+    }
+    x.add_(detail::linear(ff, L.w2));  // [n, dim]
     if (l + 1 < c.n_layers && wanted(l + 1)) hidden[l + 1] = x.index_select(0, rows);
   }
-  at::Tensor xo = detail::rms_norm(x.index_select(0, rows), W.norm, c.norm_eps);  // [n_out, dim]
+  at::Tensor xo = norm(x.index_select(0, rows), W.norm);  // [n_out, dim]
   if (wanted(c.n_layers)) hidden[c.n_layers] = xo;
-  if (options.logits) out.logits = at::linear(xo, W.output).to(at::kFloat).cpu().contiguous();  // [n_out, vocab]
+  if (options.logits) out.logits = detail::linear(xo, W.output).to(at::kFloat).cpu().contiguous();  // [n_out, vocab]
   for (int layer : options.hidden_layers) out.hidden.push_back(hidden[layer].to(at::kFloat).cpu().contiguous());
 
   for (const Group& g : groups) seqs_[g.seq].len = g.p0 + static_cast<std::int64_t>(g.idx.size());

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "crossicl/core/error.h"
+#include "detail/engine_mmap.h"
 #include "detail/engine_ops.h"
 
 namespace crossicl {
@@ -29,6 +30,25 @@ c10::Device parse_device(const std::string& name) {
   return device;
 }
 
+// Fuses wq/wk/wv into wqkv and w1/w3 into w13 (see LayerWeights) and makes the parts views of the fused rows.
+// Pages of memory-mapped parts are released once copied, so the weights are held once.
+void fuse_projections(LayerWeights& l) {
+  if (!l.wqkv.defined()) {
+    l.wqkv = at::cat({l.wq, l.wk, l.wv}, 0);
+    for (const at::Tensor* t : {&l.wq, &l.wk, &l.wv}) detail::release_mapped_pages(*t);
+  }
+  if (!l.w13.defined()) {
+    l.w13 = at::cat({l.w1, l.w3}, 0);
+    for (const at::Tensor* t : {&l.w1, &l.w3}) detail::release_mapped_pages(*t);
+  }
+  const std::int64_t nq = l.wq.size(0), nk = l.wk.size(0), nv = l.wv.size(0), h = l.w1.size(0);
+  l.wq = l.wqkv.narrow(0, 0, nq);
+  l.wk = l.wqkv.narrow(0, nq, nk);
+  l.wv = l.wqkv.narrow(0, nq + nk, nv);
+  l.w1 = l.w13.narrow(0, 0, h);
+  l.w3 = l.w13.narrow(0, h, h);
+}
+
 }  // namespace
 
 std::shared_ptr<const Model> Model::load(const std::string& path, const ModelOptions& options) {
@@ -46,13 +66,16 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const ModelOpt
 
 Model::Model(Weights weights, c10::Device device) : weights_(std::move(weights)), device_(device) {
   weights_.config.validate("Model");
+  for (LayerWeights& l : weights_.layers) fuse_projections(l);
   if (!device_.is_cpu()) {
     const bool tied = weights_.output.is_same(weights_.tok_embeddings);
     auto move = [&](at::Tensor& t) { t = t.to(device_); };
     move(weights_.tok_embeddings);
     move(weights_.norm);
-    for (LayerWeights& l : weights_.layers)
-      for (at::Tensor* t : {&l.attention_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_norm, &l.w1, &l.w2, &l.w3}) move(*t);
+    for (LayerWeights& l : weights_.layers) {
+      for (at::Tensor* t : {&l.attention_norm, &l.wqkv, &l.wo, &l.ffn_norm, &l.w13, &l.w2}) move(*t);
+      fuse_projections(l);  // the parts become views of the moved fused tensors
+    }
     if (tied)
       weights_.output = weights_.tok_embeddings;
     else

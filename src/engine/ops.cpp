@@ -13,6 +13,11 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   return weight * xf.to(x.scalar_type());            // [..., dim]
 }
 
+at::Tensor linear(const at::Tensor& x, const at::Tensor& w) {
+  if (x.size(0) == 1) return at::mv(w, x[0]).unsqueeze(0);  // [1, out]
+  return at::linear(x, w);                                   // [n, out]
+}
+
 at::Tensor rope_inv_freq(const Config& config) {
   const std::int64_t hd = config.head_dim;
   at::Tensor exponent = at::arange(0, hd, 2, at::kLong).to(at::kFloat) / static_cast<double>(hd);  // [hd/2]
@@ -36,17 +41,16 @@ at::Tensor rope_inv_freq(const Config& config) {
 void rope_cos_sin(const at::Tensor& positions, const at::Tensor& inv_freq, at::ScalarType dtype, at::Tensor& cos,
                   at::Tensor& sin) {
   at::Tensor freqs = positions.to(at::kFloat).unsqueeze(1) * inv_freq.unsqueeze(0);  // [n, hd/2]
-  at::Tensor emb = at::cat({freqs, freqs}, -1);                                       // [n, hd]
-  cos = emb.cos().to(dtype).unsqueeze(1);                                             // [n, 1, hd]
-  sin = emb.sin().to(dtype).unsqueeze(1);                                             // [n, 1, hd]
+  at::Tensor s = freqs.sin();                                                         // [n, hd/2]
+  cos = at::cat({freqs, freqs}, -1).cos().to(dtype).unsqueeze(1);                     // [n, 1, hd]
+  sin = at::cat({s.neg(), s}, -1).to(dtype).unsqueeze(1);  // [n, 1, hd], rotate_half's sign folded in
 }
 
 at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
-  const std::int64_t half = x.size(-1) / 2;
-  at::Tensor x1 = x.narrow(-1, 0, half);                 // [n, heads, hd/2]
-  at::Tensor x2 = x.narrow(-1, half, half);              // [n, heads, hd/2]
-  at::Tensor rotated = at::cat({x2.neg(), x1}, -1);      // [n, heads, hd]
-  return x * cos + rotated * sin;                        // [n, heads, hd]
+  const std::int64_t n = x.size(0), heads = x.size(1), hd = x.size(2);
+  // cat(x2, x1) as one flip of the two halves; times the signed sin it is rotate_half(x) * sin exactly.
+  at::Tensor swapped = x.reshape({n, heads, 2, hd / 2}).flip(2).view({n, heads, hd});  // [n, heads, hd]
+  return x * cos + swapped * sin;                                                        // [n, heads, hd]
 }
 
 at::Tensor interleaved_to_half(const at::Tensor& w, std::int64_t heads, std::int64_t head_dim) {

@@ -45,6 +45,28 @@ MappedFile::~MappedFile() {
   if (data_) ::munmap(const_cast<std::uint8_t*>(data_), size_);
 }
 
+namespace {
+
+// Context of a tensor viewing a mapping: holds a reference to it. Its deleter identifies such tensors.
+struct MappedView {
+  std::shared_ptr<MappedFile> file;
+};
+
+void delete_mapped_view(void* ctx) { delete static_cast<MappedView*>(ctx); }
+
+}  // namespace
+
+void release_mapped_pages(const at::Tensor& t) {
+  if (!t.defined() || !t.device().is_cpu() || t.storage().data_ptr().get_deleter() != &delete_mapped_view) return;
+  const long page = ::sysconf(_SC_PAGESIZE);
+  const auto begin = reinterpret_cast<std::uintptr_t>(t.data_ptr());
+  const std::uintptr_t end = begin + t.numel() * t.element_size();
+  const std::uintptr_t first = (begin + page - 1) / page * page;  // whole pages inside the tensor only
+  const std::uintptr_t last = end / page * page;
+  // A private read-only file mapping: dropping its pages loses nothing (they are read again on access).
+  if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
+
 at::Tensor mapped_tensor(const std::shared_ptr<MappedFile>& file, std::size_t offset, c10::IntArrayRef shape,
                          c10::ScalarType stored, c10::ScalarType target) {
   void* p = const_cast<std::uint8_t*>(file->data() + offset);
@@ -52,8 +74,10 @@ at::Tensor mapped_tensor(const std::shared_ptr<MappedFile>& file, std::size_t of
   const bool aligned = reinterpret_cast<std::uintptr_t>(p) % elem == 0;
   at::Tensor t;
   if (aligned) {
-    std::shared_ptr<MappedFile> keep = file;  // the view owns a reference to the mapping
-    t = at::from_blob(p, shape, [keep](void*) {}, at::TensorOptions().dtype(stored));
+    t = at::for_blob(p, shape)  // the view owns a reference to the mapping
+            .context(new MappedView{file}, &delete_mapped_view)
+            .options(at::TensorOptions().dtype(stored))
+            .make_tensor();
     if (stored == target) return t;
   } else {
     t = at::empty(shape, at::TensorOptions().dtype(stored));

@@ -33,6 +33,10 @@ struct LayerWeights {
   at::Tensor w1;              // [hidden_dim, dim]  (HF gate_proj)
   at::Tensor w2;              // [dim, hidden_dim]  (HF down_proj)
   at::Tensor w3;              // [hidden_dim, dim]  (HF up_proj)
+  // Set by Model (not by the loaders): the projections that read the same input, fused row-wise so that each is
+  // one matrix product; wq/wk/wv and w1/w3 are then views of their rows.
+  at::Tensor wqkv;            // [(n_heads + 2 * n_kv_heads) * head_dim, dim]  rows: wq, wk, wv
+  at::Tensor w13;             // [2 * hidden_dim, dim]  rows: w1, w3
 };
 
 /// All parameters of a model plus the config they were read with.

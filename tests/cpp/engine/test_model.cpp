@@ -159,6 +159,20 @@ TEST_CASE("prefill + decode equals one full forward, seq_cp reuses a prefix", "[
   CHECK(max_abs_diff(lc[1], all[7]) < 1e-4f);
   CHECK(inc.seq_len(0) == 10);  // the source is untouched
 
+  // Reserved room survives seq_cp (no reallocation) and the reserved sequence computes the same numbers.
+  inc.seq_reserve(8, 9);
+  CHECK(inc.seq_len(8) == 0);
+  inc.seq_cp(0, 8, 6);
+  CHECK(inc.seq_len(8) == 6);
+  at::Tensor before = inc.seq_kv(8, 0, 6);
+  Batch res;
+  for (std::int32_t p = 6; p < 9; ++p) res.add(ids[p], p, 8, true);
+  at::Tensor lr = inc.decode(res).logits;
+  for (std::int64_t i = 0; i < 3; ++i) CHECK(max_abs_diff(lr[i], all[6 + i]) < 1e-4f);
+  CHECK(at::equal(inc.seq_kv(8, 0, 6), before));
+  CHECK_THROWS_AS(inc.seq_reserve(9, -1), InvalidArgument);
+  inc.seq_rm(8);
+
   // Dropping positions and recomputing gives the same numbers again.
   inc.seq_keep(0, 3);
   CHECK(inc.seq_len(0) == 3);

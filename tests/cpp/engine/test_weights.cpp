@@ -53,6 +53,20 @@ TEST_CASE("llama2.c weights are views of the mapped file where possible", "[engi
   const float* emb = w.tok_embeddings.data_ptr<float>();
   CHECK(wv > emb);
   CHECK(wv < emb + 1056540 / 4);
+
+  // Model fuses wq/wk/wv and w1/w3 (the parts become views of the fused rows) and drops the mapped pages it
+  // copied; a view kept from before still reads the file's values.
+  at::Tensor kept = w.layers[0].wv;
+  at::Tensor wv_copy = kept.clone();
+  at::Tensor w3_copy = w.layers[1].w3.clone();
+  Model m(std::move(w), c10::Device(c10::kCPU));
+  const LayerWeights& l = m.weights().layers[0];
+  CHECK(at::equal(kept, wv_copy));
+  CHECK(at::equal(l.wv, wv_copy));
+  CHECK(l.wv.data_ptr<float>() == l.wqkv.data_ptr<float>() + l.wq.numel() + l.wk.numel());
+  CHECK(l.wqkv.size(0) == l.wq.size(0) + l.wk.size(0) + l.wv.size(0));
+  CHECK(at::equal(m.weights().layers[1].w3, w3_copy));
+  CHECK(m.weights().layers[1].w13.size(0) == 2 * w3_copy.size(0));
 }
 
 TEST_CASE("corrupt safetensors files throw LoadError naming file and tensor", "[engine]") {

@@ -1,0 +1,94 @@
+// The hand-written CPU kernels against the ATen formulation they replace (the path CUDA still takes):
+// float32 to rounding, bfloat16 to a few ulps, on shapes with grouped-query heads, a chunk past the cache start
+// and a causal mask.
+#include <cmath>
+
+#include <ATen/ATen.h>
+#include <catch2/catch.hpp>
+
+#include "detail/engine_kernels.h"
+#include "crossicl/engine/config.h"
+#include "detail/engine_ops.h"
+
+using crossicl::Config;
+
+namespace {
+
+// Largest |a - b| in float32.
+double max_diff(const at::Tensor& a, const at::Tensor& b) {
+  return (a.to(at::kFloat) - b.to(at::kFloat)).abs().max().item<double>();
+}
+
+double tolerance(at::ScalarType dt) { return dt == at::kFloat ? 2e-5 : 4e-2; }
+
+}  // namespace
+
+TEST_CASE("CPU kernels agree with the ATen formulation", "[engine][kernels]") {
+  at::manual_seed(7);
+  const at::ScalarType dt = GENERATE(at::kFloat, at::kBFloat16);
+  INFO("dtype " << c10::toString(dt));
+  const double tol = tolerance(dt);
+  const auto opt = at::TensorOptions().dtype(dt);
+
+  SECTION("rms_norm") {
+    at::Tensor x = at::randn({5, 96}).to(dt), w = (at::rand({96}) + 0.5).to(dt);
+    CHECK(crossicl::detail::cpu_kernels(x));
+    CHECK(max_diff(crossicl::detail::rms_norm_cpu(x, w, 1e-5), crossicl::detail::rms_norm(x, w, 1e-5)) <= tol);
+  }
+
+  SECTION("silu_mul") {
+    at::Tensor gu = at::randn({4, 2 * 40}).to(dt);
+    at::Tensor ref = at::silu(gu.narrow(1, 0, 40)) * gu.narrow(1, 40, 40);
+    CHECK(max_diff(crossicl::detail::silu_mul_cpu(gu), ref) <= tol);
+  }
+
+  SECTION("rope on the query and key heads of a fused qkv, value heads untouched") {
+    const std::int64_t n = 6, nh = 4, kvh = 2, hd = 16;
+    Config c;
+    c.dim = nh * hd, c.hidden_dim = 8, c.n_layers = 1, c.n_heads = nh, c.n_kv_heads = kvh, c.vocab_size = 2;
+    c.max_seq_len = 32;
+    c.validate("test");
+    at::Tensor cos, sin;
+    crossicl::detail::rope_cos_sin(at::arange(10, 10 + n, at::kLong), crossicl::detail::rope_inv_freq(c), dt, cos, sin);
+    at::Tensor qkv = at::randn({n, nh + 2 * kvh, hd}).to(dt);
+    at::Tensor ref_qk = crossicl::detail::apply_rope(qkv.narrow(1, 0, nh + kvh), cos, sin);
+    at::Tensor v = qkv.narrow(1, nh + kvh, kvh).clone();
+    crossicl::detail::rope_qk_cpu(qkv, nh + kvh, cos, sin);
+    CHECK(max_diff(qkv.narrow(1, 0, nh + kvh), ref_qk) <= tol);
+    CHECK(at::equal(qkv.narrow(1, nh + kvh, kvh), v));
+  }
+
+  SECTION("attention: causal, grouped-query, a chunk after cached positions") {
+    const std::int64_t nh = 4, kvh = 2, hd = 16, cap = 20, p0 = 5, len = 3;
+    // q as a view into a wider row (as it is inside the fused qkv output): row stride > nh * hd.
+    at::Tensor wide = at::randn({len, nh + 2 * kvh, hd}, opt.dtype(at::kFloat)).to(dt);
+    at::Tensor q = wide.narrow(1, 0, nh);
+    at::Tensor k = at::randn({kvh, cap, hd}).to(dt), v = at::randn({kvh, cap, hd}).to(dt);
+    const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+    at::Tensor out = at::empty({len, nh, hd}, opt);
+    crossicl::detail::attend_cpu(q, k, v, p0, scale, out);
+
+    // Reference in float32: per head, scores over keys 0 .. p0 + len - 1 with the causal mask.
+    const std::int64_t keys = p0 + len;
+    at::Tensor qf = q.to(at::kFloat).transpose(0, 1);  // [nh, len, hd]
+    at::Tensor kf = k.narrow(1, 0, keys).to(at::kFloat).repeat_interleave(nh / kvh, 0);  // [nh, keys, hd]
+    at::Tensor vf = v.narrow(1, 0, keys).to(at::kFloat).repeat_interleave(nh / kvh, 0);
+    at::Tensor scores = at::matmul(qf, kf.transpose(1, 2)) * scale;  // [nh, len, keys]
+    at::Tensor mask = at::ones({len, keys}, at::kBool).triu(p0 + 1);
+    scores = scores.masked_fill(mask, -INFINITY);
+    at::Tensor ref = at::matmul(at::softmax(scores, -1), vf).transpose(0, 1);  // [len, nh, hd]
+    CHECK(max_diff(out, ref) <= tol);
+    // The first query sees p0 + 1 keys only: changing a later key must not change its output.
+    k.select(1, p0 + 1).fill_(100);
+    at::Tensor out2 = at::empty({len, nh, hd}, opt);
+    crossicl::detail::attend_cpu(q, k, v, p0, scale, out2);
+    CHECK(at::equal(out2.select(0, 0), out.select(0, 0)));
+    CHECK_FALSE(at::equal(out2.select(0, 2), out.select(0, 2)));
+  }
+}
+
+TEST_CASE("CPU kernels name an unsupported dtype", "[engine][kernels]") {
+  at::Tensor x = at::randn({2, 8}, at::kDouble);
+  CHECK_FALSE(crossicl::detail::cpu_kernels(x));
+  CHECK_THROWS_WITH(crossicl::detail::silu_mul_cpu(x), Catch::Contains("silu_mul") && Catch::Contains("Double"));
+}
