@@ -17,8 +17,11 @@
 namespace crossicl {
 namespace {
 
-// Query chunks up to this length use plain matmul attention; longer ones torch's fused SDPA.
+// Query chunks up to this length use the attention loop (CPU) or plain matmuls; longer ones torch's fused SDPA.
 constexpr std::int64_t kSmallQuery = 16;
+// Forward passes of up to this many tokens run RMSNorm, RoPE and SiLU-gate as the scalar CPU loops, which save
+// ATen's per-op overhead; larger ones (prefill) as ATen's vectorised ops, which are faster per element.
+constexpr std::int64_t kLoopRows = 64;
 
 }  // namespace
 
@@ -215,9 +218,10 @@ DecodeOutput Context::decode(const Batch& batch, const DecodeOptions& options) {
            options.hidden_layers.end();
   };
 
-  // Float32/bfloat16 on the CPU: RMSNorm, RoPE, SiLU-gate and short-query attention run as single loops
-  // (detail/engine_kernels.h); elsewhere as ATen ops.
-  const bool kernels = detail::cpu_kernels(W.tok_embeddings);
+  // Float32/bfloat16 on the CPU: short-query attention, and RMSNorm, RoPE and SiLU-gate of small passes, run as
+  // single loops (detail/engine_kernels.h); elsewhere as ATen ops.
+  const bool cpu_loops = detail::cpu_kernels(W.tok_embeddings);
+  const bool kernels = cpu_loops && N <= kLoopRows;
   auto norm = [&](const at::Tensor& t, const at::Tensor& w) {
     return kernels ? detail::rms_norm_cpu(t, w, c.norm_eps) : detail::rms_norm(t, w, c.norm_eps);
   };
@@ -248,7 +252,7 @@ DecodeOutput Context::decode(const Batch& batch, const DecodeOptions& options) {
       cache.k[l].narrow(1, g.p0, len).copy_(k.narrow(0, start, len).transpose(0, 1));
       cache.v[l].narrow(1, g.p0, len).copy_(v.narrow(0, start, len).transpose(0, 1));
       at::Tensor rows_out = attn.narrow(0, start, len);  // [len, n_heads, head_dim]
-      if (len <= kSmallQuery && kernels) {
+      if (len <= kSmallQuery && cpu_loops) {
         // Decode steps: one loop over (query, head). torch's CPU flash kernel costs milliseconds per call for
         // one query, and the matmul formulation below is ~8 small ops per layer.
         detail::attend_cpu(q.narrow(0, start, len), cache.k[l], cache.v[l], g.p0, scale, rows_out);
