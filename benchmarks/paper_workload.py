@@ -19,7 +19,11 @@ Workloads (prompts from ../shared/paper, token ids made once by the HF tokenizer
      demonstrations are identical across the items of a target; crossicl with vs without the prefix cache.
   prefill: every W1 prompt, logits of the last position only, no prefix reuse; decode: batch 1, greedy, tokens/s
      from generating 65 minus 1 tokens after an 8-token prompt; bandwidth bound = measured copy bandwidth /
-     weight bytes.
+     weight bytes read per token (all weights, less the input embedding table when the LM head is untied).
+
+llama.cpp's Q4_1 run loads without ggml's extra buffer types (`use_extra_bufts = False`): on CPUs that report
+AMX-INT8 ggml repacks Q4_1 into AMX tiles, which dies with SIGILL where the VM does not grant AMX tile state.
+CTranslate2 runs bf16 weights with float32 compute where its CPU backend has no bfloat16 compute type.
 
 Each engine runs in its own subprocess (`--worker`), so peak RSS (ru_maxrss) is its own; the table also gives
 the RSS above the process's RSS after imports. Baseline names for --skip: hf, hf-batched, hf-score, llamacpp,
@@ -116,7 +120,8 @@ def write_gguf(hf_dir: pathlib.Path, out: pathlib.Path, tok_gguf: str, dtype: st
     names = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
              "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
              "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm"}
-    w.add_tensor("token_embd.weight", *arr(sd["model.embed_tokens.weight"]))
+    a, raw = arr(sd["model.embed_tokens.weight"])
+    w.add_tensor("token_embd.weight", a, raw_dtype=raw)
     for i in range(n_layer):
         for hf_name, g_name in names.items():
             t = sd[f"model.layers.{i}.{hf_name}.weight"]
@@ -126,7 +131,8 @@ def write_gguf(hf_dir: pathlib.Path, out: pathlib.Path, tok_gguf: str, dtype: st
                 t = permute(t, n_kv)
             a, raw = arr(t)
             w.add_tensor(f"blk.{i}.{g_name}.weight", a, raw_dtype=raw)
-    w.add_tensor("output_norm.weight", *arr(sd["model.norm.weight"]))
+    a, raw = arr(sd["model.norm.weight"])
+    w.add_tensor("output_norm.weight", a, raw_dtype=raw)
     if "lm_head.weight" in sd and not cfg.get("tie_word_embeddings", False):
         a, raw = arr(sd["lm_head.weight"])
         w.add_tensor("output.weight", a, raw_dtype=raw)
@@ -414,6 +420,18 @@ def worker_llamacpp(spec: dict, q4: bool) -> dict:
     base = rss_kb()
     T = spec["threads"]
     path = spec["gguf_q4"] if q4 else spec["gguf"]
+    if q4:
+        # ggml repacks Q4_1 weights into its AMX buffer type when the CPU reports AMX-INT8; where the kernel or VM
+        # does not grant AMX tile state (this machine) the first matmul dies with SIGILL. Load without the extra
+        # buffer types (AMX, CPU_REPACK) instead: ggml's AVX-512 Q4_1 kernels.
+        import llama_cpp.llama_cpp as lc
+        default_params = lc.llama_model_default_params
+
+        def no_extra_bufts():
+            p = default_params()
+            p.use_extra_bufts = False
+            return p
+        lc.llama_model_default_params = no_extra_bufts
     llm = llama_cpp.Llama(model_path=path, n_ctx=2048, n_batch=512, n_ubatch=512, n_threads=T,
                           n_threads_batch=T, verbose=False)
     w1 = spec["w1"]
@@ -469,7 +487,11 @@ def worker_ct2(spec: dict) -> dict:
     from transformers import AutoTokenizer
     base = rss_kb()
     tok = AutoTokenizer.from_pretrained(spec["hf_dir"])
+    # CTranslate2's CPU backend refuses bfloat16 compute where it has no bf16 GEMM for the CPU ("do not support
+    # efficient bfloat16 computation"); it then runs the bf16 weights in float32, reported in the row's label
     ct = "float32" if spec["dtype"] == "float32" else "bfloat16"
+    if ct not in ctranslate2.get_supported_compute_types("cpu"):
+        ct = "float32"
     gen = ctranslate2.Generator(spec["ct2_dir"], device="cpu", compute_type=ct, inter_threads=1,
                                 intra_threads=spec["threads"])
     w1 = spec["w1"]
@@ -485,7 +507,7 @@ def worker_ct2(spec: dict) -> dict:
     outs, t = _timed(lambda: gen.generate_batch(toks, **kw))
     ids = [list(o.sequences_ids[0]) for o in outs]
     return dict(rss_base_kb=base, w1=dict(seconds=t, outputs=ids), version=ctranslate2.__version__,
-                rss_peak_kb=maxrss_kb())
+                compute_type=ct, rss_peak_kb=maxrss_kb())
 
 
 WORKERS = {
@@ -542,6 +564,11 @@ def report_model(key: str, m: dict, res: dict, spec: dict, bw: float) -> tuple[l
     p_tok = sum(len(r["ids"]) for r in w1)
     cfg = json.loads((pathlib.Path(m["hf_dir"]) / "config.json").read_text())
     wbytes = sum(f.stat().st_size for f in pathlib.Path(m["hf_dir"]).glob("*.safetensors"))
+    # bytes one decode step reads: every weight but the input embedding table when the LM head is a separate matrix
+    # (one embedding row is gathered per token); with tied embeddings the table is read whole as the LM head
+    cfg = json.loads((pathlib.Path(m["hf_dir"]) / "config.json").read_text())
+    emb = cfg["vocab_size"] * cfg["hidden_size"] * (4 if m["dtype"] == "float32" else 2)
+    rbytes = wbytes if cfg.get("tie_word_embeddings", False) else wbytes - emb
     esz = 4 if m["dtype"] == "float32" else 2
     kv_tok = 2 * cfg["num_hidden_layers"] * cfg["num_key_value_heads"] * \
         (cfg["hidden_size"] // cfg["num_attention_heads"]) * esz
@@ -578,7 +605,8 @@ def report_model(key: str, m: dict, res: dict, spec: dict, bw: float) -> tuple[l
     names = [("crossicl", "crossicl (prefix cache on)"), ("crossicl-nocache", "crossicl (prefix cache off)"),
              ("hf", "HF, one generate per prompt"), ("hf-batched", "HF batched (8, left-padded)"),
              ("llamacpp", f"llama.cpp {'F32' if m['dtype'] == 'float32' else 'BF16'} GGUF"),
-             ("llamacpp-q4", "llama.cpp Q4_1 GGUF (original)"), ("ct2", "CTranslate2 (batch 8)")]
+             ("llamacpp-q4", "llama.cpp Q4_1 GGUF (original; AMX repacking off)"),
+             ("ct2", f"CTranslate2 (batch 8, {(res.get('ct2') or {}).get('compute_type', m['dtype'])} compute)")]
     for name, label in names:
         r = res.get(name)
         if r is None:
@@ -597,7 +625,7 @@ def report_model(key: str, m: dict, res: dict, spec: dict, bw: float) -> tuple[l
                      f"{'–' if ag is None else f'{ag:.0%}'} | {rss_s} |")
     # ratios and targets
     cx = "crossicl"
-    bound = bw / wbytes
+    bound = bw / rbytes
     dec_cx = None if not g(cx, "decode", "seconds") else DECODE_N / g(cx, "decode", "seconds")
 
     def ratio(a, b):
@@ -622,7 +650,8 @@ def report_model(key: str, m: dict, res: dict, spec: dict, bw: float) -> tuple[l
         ("W1 cache on vs off (prompts/s)", ratio(pps(cx), pps("crossicl-nocache")), None),
         ("prefill vs llama.cpp same weights (tokens/s)", ratio(pre_cx, tps("llamacpp", "prefill")), 1.0),
         ("prefill vs HF (tokens/s)", ratio(pre_cx, tps("hf", "prefill")), None),
-        (f"decode vs bandwidth bound ({bw / 1e9:.1f} GB/s / {wbytes / 2**20:,.0f} MiB = {bound:.1f} tokens/s)",
+        (f"decode vs bandwidth bound ({bw / 1e9:.1f} GB/s / {rbytes / 2**20:,.0f} MiB read per token = "
+         f"{bound:.1f} tokens/s)",
          ratio(dec_cx, bound), 0.9),
         (f"W2 {g(cx, 'w2', 'how') or ''} vs one crossicl forward per (prompt, label)", ratio(w2_one, w2_cx), 3.0),
         ("W2 vs HF forward per (prompt, label)", ratio(w2_hf, w2_cx), None),
