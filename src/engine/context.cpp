@@ -61,10 +61,7 @@ void Context::seq_cp(std::int32_t src, std::int32_t dst, std::int64_t n) {
   to.len = 0;
   if (n > 0) {
     reserve(to, n, /*exact=*/true);
-    for (std::size_t l = 0; l < from.k.size(); ++l) {
-      to.k[l].narrow(1, 0, n).copy_(from.k[l].narrow(1, 0, n));  // [n_kv_heads, n, head_dim]
-      to.v[l].narrow(1, 0, n).copy_(from.v[l].narrow(1, 0, n));  // [n_kv_heads, n, head_dim]
-    }
+    to.room.narrow(3, 0, n).copy_(from.room.narrow(3, 0, n));  // [n_layers, 2, n_kv_heads, n, head_dim]
   }
   to.len = n;
 }
@@ -75,47 +72,78 @@ void Context::seq_reserve(std::int32_t seq, std::int64_t n) {
   reserve(seqs_[seq], std::min(n, n_ctx_), /*exact=*/true);
 }
 
-void Context::clear() { seqs_.clear(); }
+void Context::reserve_arena(std::int64_t n) {
+  c10::InferenceMode guard;
+  if (n < 0) throw InvalidArgument(fmt::format("reserve_arena: n must be >= 0 (n={})", n));
+  const Config& c = model_->config();
+  arena_ = n == 0 ? at::Tensor()
+                  : at::empty({n * c.n_layers * 2 * c.n_kv_heads * c.head_dim},
+                              at::TensorOptions().dtype(model_->dtype()).device(model_->device()));
+  arena_size_ = n;
+  arena_used_ = 0;
+}
+
+void Context::clear() {
+  seqs_.clear();
+  arena_ = at::Tensor();
+  arena_size_ = arena_used_ = 0;
+}
+
+at::Tensor Context::cached_rows(const char* what, std::int32_t seq, std::int64_t begin, std::int64_t n) const {
+  auto it = seqs_.find(seq);
+  const std::int64_t have = it == seqs_.end() ? 0 : it->second.len;
+  if (begin < 0 || n < 0 || begin + n > have)
+    throw InvalidArgument(fmt::format("{}: positions [{}, {}) are not cached in sequence {} ({} cached)", what, begin,
+                                      begin + n, seq, have));
+  return n == 0 ? at::Tensor() : it->second.room.narrow(3, begin, n);  // [n_layers, 2, n_kv_heads, n, head_dim]
+}
 
 at::Tensor Context::seq_kv(std::int32_t seq, std::int64_t begin, std::int64_t n) const {
   c10::InferenceMode guard;
   const Config& c = model_->config();
-  auto it = seqs_.find(seq);
-  const std::int64_t have = it == seqs_.end() ? 0 : it->second.len;
-  if (begin < 0 || n < 0 || begin + n > have)
-    throw InvalidArgument(fmt::format("seq_kv: positions [{}, {}) are not cached in sequence {} ({} cached)", begin,
-                                      begin + n, seq, have));
+  const at::Tensor rows = cached_rows("seq_kv", seq, begin, n);
   at::Tensor out = at::empty({c.n_layers, 2, c.n_kv_heads, n, c.head_dim},
                              at::TensorOptions().dtype(model_->dtype()).device(model_->device()));
-  if (n == 0) return out;
-  const SeqCache& s = it->second;
-  for (std::int64_t l = 0; l < c.n_layers; ++l) {
-    out[l][0].copy_(s.k[l].narrow(1, begin, n));  // [n_kv_heads, n, head_dim]
-    out[l][1].copy_(s.v[l].narrow(1, begin, n));  // [n_kv_heads, n, head_dim]
-  }
+  if (n > 0) out.copy_(rows);
   return out;
 }
 
-void Context::seq_append_kv(std::int32_t seq, const at::Tensor& kv) {
+void Context::seq_kv_into(std::int32_t seq, std::int64_t begin, const at::Tensor& out) const {
   c10::InferenceMode guard;
   const Config& c = model_->config();
-  if (kv.dim() != 5 || kv.size(0) != c.n_layers || kv.size(1) != 2 || kv.size(2) != c.n_kv_heads ||
-      kv.size(4) != c.head_dim)
-    throw InvalidArgument(fmt::format("seq_append_kv: kv must be [{}, 2, {}, n, {}] (got {})", c.n_layers,
-                                      c.n_kv_heads, c.head_dim, fmt::join(kv.sizes(), "x")));
-  const std::int64_t n = kv.size(3);
+  if (out.dim() != 5 || out.size(0) != c.n_layers || out.size(1) != 2 || out.size(2) != c.n_kv_heads ||
+      out.size(4) != c.head_dim)
+    throw InvalidArgument(fmt::format("seq_kv_into: out must be [{}, 2, {}, n, {}] (got {})", c.n_layers,
+                                      c.n_kv_heads, c.head_dim, fmt::join(out.sizes(), "x")));
+  const at::Tensor rows = cached_rows("seq_kv_into", seq, begin, out.size(3));
+  if (rows.defined()) out.copy_(rows);
+}
+
+void Context::seq_append_kv(std::int32_t seq, const at::Tensor& kv) {
+  seq_append_kv(seq, std::vector<at::Tensor>{kv});
+}
+
+void Context::seq_append_kv(std::int32_t seq, const std::vector<at::Tensor>& kv) {
+  c10::InferenceMode guard;
+  const Config& c = model_->config();
+  std::int64_t n = 0;
+  for (const at::Tensor& t : kv) {
+    if (t.dim() != 5 || t.size(0) != c.n_layers || t.size(1) != 2 || t.size(2) != c.n_kv_heads ||
+        t.size(4) != c.head_dim)
+      throw InvalidArgument(fmt::format("seq_append_kv: kv must be [{}, 2, {}, n, {}] (got {})", c.n_layers,
+                                        c.n_kv_heads, c.head_dim, fmt::join(t.sizes(), "x")));
+    n += t.size(3);
+  }
   SeqCache& s = seqs_[seq];
   if (s.len + n > n_ctx_)
     throw InvalidArgument(fmt::format("seq_append_kv: sequence {} would hold {} positions, more than n_ctx={}", seq,
                                       s.len + n, n_ctx_));
   if (n == 0) return;
   reserve(s, s.len + n);
-  at::Tensor src = kv.to(model_->device(), model_->dtype());
-  for (std::int64_t l = 0; l < c.n_layers; ++l) {
-    s.k[l].narrow(1, s.len, n).copy_(src[l][0]);
-    s.v[l].narrow(1, s.len, n).copy_(src[l][1]);
+  for (const at::Tensor& t : kv) {
+    s.room.narrow(3, s.len, t.size(3)).copy_(t);  // [n_layers, 2, n_kv_heads, n_t, head_dim]
+    s.len += t.size(3);
   }
-  s.len += n;
 }
 
 void Context::reserve(SeqCache& cache, std::int64_t n, bool exact) {
@@ -123,21 +151,23 @@ void Context::reserve(SeqCache& cache, std::int64_t n, bool exact) {
   if (n <= cap) return;
   const std::int64_t new_cap = exact ? n : std::max(n, std::min(n_ctx_, std::max<std::int64_t>(64, 2 * cap)));
   const Config& c = model_->config();
-  const auto opts = at::TensorOptions().dtype(model_->dtype()).device(model_->device());
+  at::Tensor room;  // [n_layers, 2, n_kv_heads, new_cap, head_dim]
+  if (exact && arena_.defined() && arena_used_ + new_cap <= arena_size_) {
+    const std::int64_t per_pos = c.n_layers * 2 * c.n_kv_heads * c.head_dim;
+    room = arena_.narrow(0, arena_used_ * per_pos, new_cap * per_pos)
+               .view({c.n_layers, 2, c.n_kv_heads, new_cap, c.head_dim});
+    arena_used_ += new_cap;
+  } else {
+    room = at::empty({c.n_layers, 2, c.n_kv_heads, new_cap, c.head_dim},
+                     at::TensorOptions().dtype(model_->dtype()).device(model_->device()));
+  }
+  if (cache.len > 0) room.narrow(3, 0, cache.len).copy_(cache.room.narrow(3, 0, cache.len));
+  cache.room = room;
+  cache.k.resize(c.n_layers);
+  cache.v.resize(c.n_layers);
   for (std::int64_t l = 0; l < c.n_layers; ++l) {
-    at::Tensor k = at::empty({c.n_kv_heads, new_cap, c.head_dim}, opts);  // [n_kv_heads, cap, head_dim]
-    at::Tensor v = at::empty({c.n_kv_heads, new_cap, c.head_dim}, opts);  // [n_kv_heads, cap, head_dim]
-    if (cache.len > 0) {
-      k.narrow(1, 0, cache.len).copy_(cache.k[l].narrow(1, 0, cache.len));
-      v.narrow(1, 0, cache.len).copy_(cache.v[l].narrow(1, 0, cache.len));
-    }
-    if (static_cast<std::int64_t>(cache.k.size()) <= l) {
-      cache.k.push_back(k);
-      cache.v.push_back(v);
-    } else {
-      cache.k[l] = k;
-      cache.v[l] = v;
-    }
+    cache.k[l] = room[l][0];  // [n_kv_heads, cap, head_dim]
+    cache.v[l] = room[l][1];  // [n_kv_heads, cap, head_dim]
   }
 }
 

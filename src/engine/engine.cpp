@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <filesystem>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -68,6 +71,25 @@ std::size_t wave_end(std::size_t a, std::size_t n, std::int64_t budget, Cost cos
   return b;
 }
 
+// Ends a wave: drops its sequences and arena, and returns the heap's free pages to the OS. A wave's transients
+// (activations, block copies) leave free holes between long-lived allocations that glibc keeps resident; without
+// the trim they add up over waves to a few hundred MiB of RSS above what is in use (docs/performance.md).
+void end_wave(Context& ctx) {
+  ctx.clear();
+#if defined(__GLIBC__)
+  ::malloc_trim(0);
+#endif
+}
+
+// A prefix cache of `bytes` holding blocks of the model's KV, [n_layers, 2, n_kv_heads, block, head_dim].
+std::unique_ptr<PrefixCache> prefix_cache_for(const Model& model, std::int64_t bytes) {
+  const Config& c = model.config();
+  return std::make_unique<PrefixCache>(
+      bytes, Engine::kCacheBlockTokens,
+      std::vector<std::int64_t>{c.n_layers, 2, c.n_kv_heads, Engine::kCacheBlockTokens, c.head_dim},
+      at::TensorOptions().dtype(model.dtype()).device(model.device()));
+}
+
 std::string preview(const std::string& s) {
   return s.size() <= 40 ? s : s.substr(0, 40) + "...";
 }
@@ -98,7 +120,7 @@ Engine::Engine(const std::string& path, EngineOptions options) : options_(std::m
     tokenizer_ = std::shared_ptr<Tokenizer>(tokenizer_from_gguf(path));
   n_ctx_ = options_.n_ctx > 0 ? options_.n_ctx : model_->config().max_seq_len;
   ctx_ = std::make_unique<Context>(model_, ContextOptions{n_ctx_});
-  if (options_.cache_bytes > 0) cache_ = std::make_unique<PrefixCache>(options_.cache_bytes, kCacheBlockTokens);
+  if (options_.cache_bytes > 0) cache_ = prefix_cache_for(*model_, options_.cache_bytes);
 }
 
 CacheStats Engine::cache_stats() const {
@@ -118,7 +140,7 @@ CacheStats Engine::cache_stats() const {
 
 void Engine::clear_cache() {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (cache_) cache_ = std::make_unique<PrefixCache>(options_.cache_bytes, kCacheBlockTokens);
+  if (cache_) cache_ = prefix_cache_for(*model_, options_.cache_bytes);
   hit_tokens_ = 0;
   computed_tokens_ = 0;
 }
@@ -260,7 +282,7 @@ void Engine::prefill_cached(std::vector<Prefill>& jobs, const DecodeOptions& opt
       std::vector<at::Tensor> blocks;
       job.cached = job.reuse > 0 ? cache_->match(full[i], job.reuse, &blocks) : 0;
       if (job.cached > 0) {
-        ctx_->seq_append_kv(job.seq, blocks.size() == 1 ? blocks[0] : at::cat(blocks, 3));
+        ctx_->seq_append_kv(job.seq, blocks);
         job.ids.assign(full[i].begin() + job.cached, full[i].end());
         hit_tokens_ += job.cached;
       }
@@ -270,7 +292,7 @@ void Engine::prefill_cached(std::vector<Prefill>& jobs, const DecodeOptions& opt
     for (std::size_t i : wave) {
       const std::int32_t seq = jobs[i].seq;
       cache_->insert(full[i], static_cast<std::int64_t>(full[i].size()),
-                     [&](std::int64_t begin, std::int64_t len) { return ctx_->seq_kv(seq, begin, len); });
+                     [&](std::int64_t begin, const at::Tensor& out) { ctx_->seq_kv_into(seq, begin, out); });
       jobs[i].ids = std::move(full[i]);
     }
     pending.swap(later);
@@ -293,6 +315,10 @@ void Engine::generate_wave(const std::vector<std::vector<std::int32_t>>& prompts
                            const GenerateOptions& options, std::vector<GenerateResult>& results) {
   ctx_->clear();
   const std::size_t n = b - a;
+  std::int64_t room = 0;  // the wave's KV positions, one allocation
+  for (std::size_t i = a; i < b; ++i)
+    room += std::min<std::int64_t>(static_cast<std::int64_t>(prompts[i].size()) + options.max_new_tokens, n_ctx_);
+  ctx_->reserve_arena(room);
   std::vector<Prefill> jobs(n);
   for (std::size_t i = 0; i < n; ++i) {
     const std::vector<std::int32_t>& p = prompts[a + i];
@@ -359,7 +385,7 @@ void Engine::generate_wave(const std::vector<std::vector<std::int32_t>>& prompts
     if (options_.on_forward) options_.on_forward(static_cast<std::int64_t>(batch.size()));
     for (std::size_t k = 0; k < active.size(); ++k) logits[active[k]] = out[static_cast<std::int64_t>(k)];
   }
-  ctx_->clear();
+  end_wave(*ctx_);
 }
 
 std::vector<GenerateResult> Engine::generate(const std::vector<std::string>& prompts,
@@ -471,12 +497,22 @@ std::vector<std::vector<ScoreResult>> Engine::score_items(std::vector<ScoreItem>
     // score the first continuation token). It is computed once (or taken from the prefix cache).
     std::vector<Prefill> base(b - a);
     std::vector<std::int64_t> shared(b - a, 0);
+    std::int64_t room = 0;  // the wave's KV positions (prompts and candidates), one allocation
     for (std::size_t k = a; k < b; ++k) {
       const ScoreItem& it = items[k];
       if (it.scored.empty()) continue;
       shared[k - a] = *std::min_element(it.split.begin(), it.split.end()) - 1;
+      room += shared[k - a];
+      for (std::size_t i = 0; i < it.scored.size(); ++i)
+        room += it.split[i] + static_cast<std::int64_t>(it.scored[i].size());
+    }
+    ctx_->reserve_arena(room);
+    for (std::size_t k = a; k < b; ++k) {
+      const ScoreItem& it = items[k];
+      if (it.scored.empty()) continue;
       Prefill& job = base[k - a];
       job.seq = static_cast<std::int32_t>(k - a);
+      ctx_->seq_reserve(job.seq, shared[k - a]);
       job.ids.assign(it.p.begin(), it.p.begin() + shared[k - a]);
       job.outputs = Prefill::kNone;
       job.reuse = shared[k - a];
@@ -508,7 +544,7 @@ std::vector<std::vector<ScoreResult>> Engine::score_items(std::vector<ScoreItem>
         results[k].push_back(score_rows(jobs[j].logits.narrow(0, first_row, n), it.scored[i], it.dropped));
       }
     }
-    ctx_->clear();
+    end_wave(*ctx_);
     a = b;
   }
   return results;

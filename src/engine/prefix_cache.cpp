@@ -1,9 +1,11 @@
 #include "crossicl/engine/prefix_cache.h"
 
 #include <algorithm>
+#include <stdexcept>
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "crossicl/core/error.h"
 
@@ -11,19 +13,31 @@ namespace crossicl {
 
 struct PrefixCache::Node {
   Key key;                                      // the block's token ids (empty at the root)
-  at::Tensor kv;                                // the block's KV rows (undefined at the root)
-  std::int64_t bytes = 0;                       // kv's size
+  std::int64_t slot = -1;                       // the block's KV rows: slots_[slot] (-1 at the root)
   Node* parent = nullptr;
   std::map<Key, std::unique_ptr<Node>> children;
   std::uint64_t last_use = 0;
 };
 
-PrefixCache::PrefixCache(std::int64_t capacity_bytes, std::int64_t block_tokens)
-    : capacity_(capacity_bytes), block_tokens_(block_tokens), root_(std::make_unique<Node>()) {
+PrefixCache::PrefixCache(std::int64_t capacity_bytes, std::int64_t block_tokens, std::vector<std::int64_t> block_shape,
+                         at::TensorOptions options)
+    : capacity_(capacity_bytes),
+      block_tokens_(block_tokens),
+      root_(std::make_unique<Node>()),
+      block_shape_(std::move(block_shape)),
+      block_options_(options) {
   if (capacity_bytes <= 0)
     throw InvalidArgument(fmt::format("prefix cache capacity must be > 0 bytes (capacity={})", capacity_bytes));
   if (block_tokens <= 0)
     throw InvalidArgument(fmt::format("prefix cache block_tokens must be > 0 (block_tokens={})", block_tokens));
+  std::int64_t numel = 1;
+  for (std::int64_t d : block_shape_) {
+    if (d < 1)
+      throw InvalidArgument(
+          fmt::format("prefix cache block shape [{}] has a size < 1", fmt::join(block_shape_, "x")));
+    numel *= d;
+  }
+  block_bytes_ = numel * static_cast<std::int64_t>(c10::elementSize(block_options_.dtype().toScalarType()));
 }
 
 PrefixCache::~PrefixCache() = default;
@@ -63,7 +77,7 @@ std::int64_t PrefixCache::match(const std::vector<std::int32_t>& ids, std::int64
     auto it = node->children.find(key_at(ids, b));
     if (it == node->children.end()) break;
     node = it->second.get();
-    if (blocks) blocks->push_back(node->kv);
+    if (blocks) blocks->push_back(slots_[node->slot]);
     ++b;
   }
   if (b > 0) touch(node);
@@ -71,20 +85,22 @@ std::int64_t PrefixCache::match(const std::vector<std::int32_t>& ids, std::int64
 }
 
 void PrefixCache::evict_one() {
-  auto it = leaves_.begin();
-  Node* leaf = it->second;
-  leaves_.erase(it);
-  Node* parent = leaf->parent;
-  bytes_ -= leaf->bytes;
-  --n_blocks_;
+  remove_leaf(leaves_.begin()->second);
   ++evictions_;
+}
+
+void PrefixCache::remove_leaf(Node* leaf) {
+  leaves_.erase({leaf->last_use, leaf});
+  Node* parent = leaf->parent;
+  if (leaf->slot >= 0) free_slots_.push_back(leaf->slot);
+  bytes_ -= block_bytes_;
+  --n_blocks_;
   const Key key = leaf->key;
   parent->children.erase(key);  // frees leaf
   if (parent->children.empty() && parent != root_.get()) leaves_.insert({parent->last_use, parent});
 }
 
-std::int64_t PrefixCache::insert(const std::vector<std::int32_t>& ids, std::int64_t n_tokens,
-                                 const std::function<at::Tensor(std::int64_t, std::int64_t)>& kv) {
+std::int64_t PrefixCache::insert(const std::vector<std::int32_t>& ids, std::int64_t n_tokens, const Fill& fill) {
   const std::int64_t limit = std::min<std::int64_t>(n_tokens, static_cast<std::int64_t>(ids.size()));
   Node* node = root_.get();
   std::int64_t added = 0;
@@ -96,13 +112,9 @@ std::int64_t PrefixCache::insert(const std::vector<std::int32_t>& ids, std::int6
       touch(node);
       continue;
     }
-    at::Tensor t = kv(b * block_tokens_, block_tokens_);
-    const std::int64_t nbytes = static_cast<std::int64_t>(t.nbytes());
-    if (nbytes > capacity_) break;
+    if (block_bytes_ > capacity_) break;
     auto child = std::make_unique<Node>();
     child->key = std::move(key);
-    child->kv = std::move(t);
-    child->bytes = nbytes;
     child->parent = node;
     Node* c = child.get();
     if (node->children.empty() && node != root_.get()) leaves_.erase({node->last_use, node});
@@ -110,23 +122,51 @@ std::int64_t PrefixCache::insert(const std::vector<std::int32_t>& ids, std::int6
     c->last_use = 0;
     leaves_.insert({0, c});
     touch(c);
-    bytes_ += nbytes;
+    bytes_ += block_bytes_;
     ++n_blocks_;
     ++added;
     bool lost = false;
-    while (bytes_ > capacity_) {
+    while (bytes_ > capacity_) {  // evicting before the copy frees the slot it goes into
       lost = lost || leaves_.begin()->second == c;
       evict_one();
     }
     if (lost) break;  // the new block itself was the least recently used leaf (everything else is newer)
+    c->slot = acquire_slot();
+    try {
+      fill(b * block_tokens_, slots_[c->slot]);
+    } catch (...) {
+      remove_leaf(c);  // a block whose KV was not written is not kept
+      throw;
+    }
     node = c;
   }
   return added;
 }
 
+std::int64_t PrefixCache::acquire_slot() {
+  if (free_slots_.empty()) {
+    // a new slab, never past capacity: insert evicts until the blocks (this one included) fit
+    const std::int64_t have = static_cast<std::int64_t>(slots_.size());
+    const std::int64_t n = std::min<std::int64_t>(kSlabBlocks, capacity_ / block_bytes_ - have);
+    if (n <= 0)
+      throw std::logic_error(fmt::format("prefix cache: no free slot ({} slots, {} blocks, capacity {} bytes)", have,
+                                      n_blocks_, capacity_));
+    std::vector<std::int64_t> shape = {n};
+    shape.insert(shape.end(), block_shape_.begin(), block_shape_.end());
+    const at::Tensor slab = at::empty(shape, block_options_);  // [n, *block_shape]
+    for (std::int64_t i = n - 1; i >= 0; --i) free_slots_.push_back(have + i);
+    for (std::int64_t i = 0; i < n; ++i) slots_.push_back(slab[i]);
+  }
+  const std::int64_t slot = free_slots_.back();
+  free_slots_.pop_back();
+  return slot;
+}
+
 void PrefixCache::clear() {
   root_ = std::make_unique<Node>();
   leaves_.clear();
+  slots_.clear();
+  free_slots_.clear();
   bytes_ = 0;
   n_blocks_ = 0;
 }

@@ -63,30 +63,45 @@ class Context {
   /// Makes room for n positions (at most n_ctx) in a sequence's cache, creating it if needed, so that filling
   /// it up to n allocates nothing more. Without it the cache grows geometrically as positions arrive.
   void seq_reserve(std::int32_t seq, std::int64_t n);
-  /// Drops every sequence.
+  /// Allocates one buffer for n positions from which later seq_reserve and seq_cp calls take their rooms (first
+  /// come, while it lasts; others allocate their own), so the KV of a wave of sequences is one allocation, big
+  /// enough for the allocator to map and unmap it instead of fragmenting the heap. A room is not returned to the
+  /// buffer when its sequence is dropped; the buffer is freed by clear() (or replaced by the next reserve_arena).
+  void reserve_arena(std::int64_t n);
+  /// Drops every sequence and the arena.
   void clear();
   /// A copy of the cached keys/values of positions [begin, begin + n) of a sequence.
   /// // [n_layers, 2 (k, v), n_kv_heads, n, head_dim] in the model's dtype and device
   at::Tensor seq_kv(std::int32_t seq, std::int64_t begin, std::int64_t n) const;
+  /// As seq_kv, written into `out` ([n_layers, 2, n_kv_heads, n, head_dim], any dtype and device; n = out.size(3)).
+  void seq_kv_into(std::int32_t seq, std::int64_t begin, const at::Tensor& out) const;
   /// Appends keys/values [n_layers, 2, n_kv_heads, n, head_dim] (as seq_kv returns) to a sequence's cache as
   /// its next n positions (a new sequence starts at 0). InvalidArgument for a wrong shape or past n_ctx.
   void seq_append_kv(std::int32_t seq, const at::Tensor& kv);
+  /// Appends several such tensors in order (one copy each, no concatenation); checked before anything is copied.
+  void seq_append_kv(std::int32_t seq, const std::vector<at::Tensor>& kv);
 
   std::int64_t n_ctx() const { return n_ctx_; }
   const Model& model() const { return *model_; }
 
  private:
   struct SeqCache {
-    std::vector<at::Tensor> k;  // per layer [n_kv_heads, capacity, head_dim]
-    std::vector<at::Tensor> v;  // per layer [n_kv_heads, capacity, head_dim]
+    at::Tensor room;            // [n_layers, 2, n_kv_heads, capacity, head_dim] (undefined before reserve)
+    std::vector<at::Tensor> k;  // per layer [n_kv_heads, capacity, head_dim], views of room
+    std::vector<at::Tensor> v;  // per layer [n_kv_heads, capacity, head_dim], views of room
     std::int64_t len = 0;       // filled positions
   };
   // Grows the cache to hold n positions: exactly n when `exact`, else geometrically (decode steps).
   void reserve(SeqCache& cache, std::int64_t n, bool exact = false);
+  // The cached positions [begin, begin + n) of a sequence, InvalidArgument (naming `what`) if not all are cached.
+  at::Tensor cached_rows(const char* what, std::int32_t seq, std::int64_t begin, std::int64_t n) const;
 
   std::shared_ptr<const Model> model_;
   std::int64_t n_ctx_;
   std::map<std::int32_t, SeqCache> seqs_;
+  at::Tensor arena_;              // [arena positions * n_layers * 2 * n_kv_heads * head_dim] (undefined if none)
+  std::int64_t arena_size_ = 0;   // positions it holds
+  std::int64_t arena_used_ = 0;   // positions handed out
 };
 
 }  // namespace crossicl

@@ -4,7 +4,9 @@
 // sequence and only the rest is computed. The memory of the stored KV is bounded by `capacity_bytes`; when an
 // insertion goes over it, the least recently used leaf blocks are evicted (a block is used when it is matched or
 // inserted, and then so are its ancestors). Only full blocks are cached, so a prefix is reused in multiples of
-// `block_tokens` tokens. The cache is not thread-safe (the Engine serialises its calls).
+// `block_tokens` tokens. The KV lives in slots of slabs (up to kSlabBlocks blocks each) allocated on demand and
+// reused after eviction, so the cache never holds more than `capacity_bytes` of KV storage and churn through
+// evictions does not fragment the heap. The cache is not thread-safe (the Engine serialises its calls).
 #pragma once
 
 #include <cstdint>
@@ -16,6 +18,7 @@
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/TensorOptions.h>
 
 namespace crossicl {
 
@@ -32,13 +35,18 @@ struct CacheStats {
 
 /// Trie of token blocks with their KV rows and LRU eviction of leaves.
 ///
-///   crossicl::PrefixCache cache(256 << 20, 16);
+///   crossicl::PrefixCache cache(256 << 20, 16, {n_layers, 2, n_kv_heads, 16, head_dim}, at::kFloat);
 ///   std::int64_t n = cache.match(ids, ids.size() - 1, &blocks);   // n tokens reused, blocks[i] = KV of block i
-///   cache.insert(ids, ids.size(), [&](std::int64_t begin, std::int64_t len) { return kv_rows(begin, len); });
+///   cache.insert(ids, ids.size(), [&](std::int64_t begin, const at::Tensor& out) { kv_rows_into(begin, out); });
 class PrefixCache {
  public:
-  /// `capacity_bytes` > 0 bounds the stored KV; `block_tokens` > 0 tokens per block. InvalidArgument otherwise.
-  PrefixCache(std::int64_t capacity_bytes, std::int64_t block_tokens);
+  /// Writes the KV of tokens [begin, begin + block_tokens) into `out`, a slot of the block shape.
+  using Fill = std::function<void(std::int64_t begin, const at::Tensor& out)>;
+
+  /// `capacity_bytes` > 0 bounds the stored KV; `block_tokens` > 0 tokens per block; `block_shape` (sizes >= 1)
+  /// and `options` (dtype, device) are those of one block's KV. InvalidArgument otherwise.
+  PrefixCache(std::int64_t capacity_bytes, std::int64_t block_tokens, std::vector<std::int64_t> block_shape,
+              at::TensorOptions options = {});
   ~PrefixCache();
   PrefixCache(const PrefixCache&) = delete;
   PrefixCache& operator=(const PrefixCache&) = delete;
@@ -49,14 +57,15 @@ class PrefixCache {
   /// marking anything used.
   std::int64_t peek(const std::vector<std::int32_t>& ids, std::int64_t max_tokens) const;
 
-  /// As peek, and appends the matched blocks' KV tensors (in order) to `blocks` and marks them used.
+  /// As peek, and appends the matched blocks' KV tensors (in order) to `blocks` and marks them used. They are
+  /// views of the cache's slots: valid until the next insert or clear.
   std::int64_t match(const std::vector<std::int32_t>& ids, std::int64_t max_tokens, std::vector<at::Tensor>* blocks);
 
-  /// Caches the full blocks of ids[0, n_tokens): blocks already present are marked used, missing ones get
-  /// kv(begin, block_tokens) (any tensor; stored as given, so pass a tensor that owns its memory). Stops when a
-  /// new block alone does not fit. Returns the number of blocks added.
-  std::int64_t insert(const std::vector<std::int32_t>& ids, std::int64_t n_tokens,
-                      const std::function<at::Tensor(std::int64_t begin, std::int64_t len)>& kv);
+  /// Caches the full blocks of ids[0, n_tokens): blocks already present are marked used, missing ones are
+  /// written by fill(begin, slot) straight into a slot of the cache (no temporary). Stops when a block alone does
+  /// not fit. If fill throws, its block is dropped and the exception passes on. Returns the number of blocks
+  /// added.
+  std::int64_t insert(const std::vector<std::int32_t>& ids, std::int64_t n_tokens, const Fill& fill);
 
   /// Drops every block (the eviction counter is kept).
   void clear();
@@ -72,6 +81,10 @@ class PrefixCache {
   Key key_at(const std::vector<std::int32_t>& ids, std::int64_t block) const;
   void touch(Node* node);
   void evict_one();
+  void remove_leaf(Node* leaf);
+  std::int64_t acquire_slot();
+
+  static constexpr std::int64_t kSlabBlocks = 64;  // slots per slab allocation
 
   std::int64_t capacity_;
   std::int64_t block_tokens_;
@@ -81,6 +94,11 @@ class PrefixCache {
   std::int64_t bytes_ = 0;
   std::int64_t n_blocks_ = 0;
   std::int64_t evictions_ = 0;
+  std::vector<std::int64_t> block_shape_;   // every block's KV shape
+  at::TensorOptions block_options_;         // its dtype and device
+  std::int64_t block_bytes_ = 0;            // its size
+  std::vector<at::Tensor> slots_;           // slot i: [*block_shape_], a row of a slab
+  std::vector<std::int64_t> free_slots_;    // slots holding no block
 };
 
 }  // namespace crossicl

@@ -40,6 +40,15 @@ at::Tensor last_logits(Context& ctx, const std::vector<std::int32_t>& ids, std::
   return ctx.decode(b).logits[0];
 }
 
+// The token ids of the incremental-decoding tests and their logits from one full forward pass.
+const std::vector<std::int32_t> kIds = {1, 403, 407, 261, 378, 265, 282, 295, 433, 280};
+at::Tensor full_logits(const std::shared_ptr<const Model>& model) {
+  Context full(model);
+  Batch b;
+  for (std::size_t i = 0; i < kIds.size(); ++i) b.add(kIds[i], static_cast<std::int32_t>(i), 0, true);
+  return full.decode(b).logits;  // [10, vocab]
+}
+
 }  // namespace
 
 TEST_CASE("RMSNorm matches hand-computed values", "[engine]") {
@@ -130,13 +139,9 @@ TEST_CASE("stories260K reproduces llama2.c run.c (logits 1e-4, 60 greedy ids)", 
 TEST_CASE("prefill + decode equals one full forward, seq_cp reuses a prefix", "[engine][model]") {
   auto model = stories();
   if (!model) return;
-  const std::vector<std::int32_t> ids = {1, 403, 407, 261, 378, 265, 282, 295, 433, 280};
-  Context full(model);
-  Batch b;
-  for (std::size_t i = 0; i < ids.size(); ++i) b.add(ids[i], static_cast<std::int32_t>(i), 0, true);
-  at::Tensor all = full.decode(b).logits;  // [10, vocab]
+  const std::vector<std::int32_t>& ids = kIds;
+  at::Tensor all = full_logits(model);  // [10, vocab]
   REQUIRE(all.size(0) == 10);
-  CHECK(full.seq_len(0) == 10);
 
   Context inc(model);
   last_logits(inc, {ids.begin(), ids.begin() + 4});
@@ -181,6 +186,42 @@ TEST_CASE("prefill + decode equals one full forward, seq_cp reuses a prefix", "[
   CHECK(max_abs_diff(inc.decode(again).logits[0], all[3]) < 1e-4f);
   inc.seq_rm(0);
   CHECK(inc.seq_len(0) == 0);
+}
+
+TEST_CASE("sequences in an arena compute what sequences with their own rooms do", "[engine][model]") {
+  auto model = stories();
+  if (!model) return;
+  const std::vector<std::int32_t>& ids = kIds;
+  const at::Tensor want = full_logits(model);  // [10, vocab]
+  Context own(model);
+  own.seq_append_kv(0, std::vector<at::Tensor>{});  // an empty list appends nothing
+  CHECK(own.seq_len(0) == 0);
+  last_logits(own, ids);
+
+  Context ctx(model);
+  ctx.reserve_arena(16);  // room for seqs 0 and 1 (6 + 6 positions); seq 2 (8) does not fit and gets its own
+  ctx.seq_reserve(0, 6);
+  ctx.seq_reserve(1, 6);
+  ctx.seq_reserve(2, 8);
+  Batch pre;
+  for (std::int32_t s = 0; s < 3; ++s)
+    for (std::int32_t p = 0; p < 4; ++p) pre.add(ids[p], p, s, false);
+  ctx.decode(pre);
+  ctx.seq_cp(0, 3, 4);  // a copy outside the reserved sequences
+  for (std::int32_t s = 0; s < 4; ++s) {
+    Batch step;
+    // seq 0 grows past its 6 reserved positions (a new room, its 4 positions copied over)
+    const std::int32_t end = s == 0 ? 10 : 6;
+    for (std::int32_t p = 4; p < end; ++p) step.add(ids[p], p, s, true);
+    const at::Tensor got = ctx.decode(step).logits;  // [end - 4, vocab]
+    for (std::int32_t p = 4; p < end; ++p) CHECK(max_abs_diff(got[p - 4], want[p]) < 1e-4f);
+  }
+  // neighbours in the arena do not overwrite each other
+  CHECK(at::equal(ctx.seq_kv(1, 0, 6), ctx.seq_kv(3, 0, 6)));
+  CHECK(max_abs_diff(ctx.seq_kv(1, 0, 6), own.seq_kv(0, 0, 6)) < 1e-5f);
+  CHECK_THROWS_AS(ctx.reserve_arena(-1), InvalidArgument);
+  ctx.clear();
+  CHECK(ctx.seq_len(1) == 0);
 }
 
 TEST_CASE("results do not depend on the rest of the batch", "[engine][model]") {

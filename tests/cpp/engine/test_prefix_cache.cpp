@@ -19,7 +19,7 @@ namespace {
 std::string stories_bin() { return test::shared_path("models/stories260K/stories260K.bin"); }
 
 // KV of a block: its begin position in every element, so a test can tell which block it got.
-at::Tensor block_kv(std::int64_t begin, std::int64_t len) { return at::full({len}, static_cast<double>(begin)); }
+void block_kv(std::int64_t begin, const at::Tensor& out) { out.fill_(static_cast<double>(begin)); }
 
 // 32 prompts over 4 shared prefixes (two of them sharing 20 tokens), suffixes of 3..40 tokens.
 std::vector<std::vector<std::int32_t>> shared_prefix_prompts() {
@@ -66,10 +66,11 @@ void check_same(const std::vector<std::vector<ScoreResult>>& a, const std::vecto
 }  // namespace
 
 TEST_CASE("prefix cache matches whole blocks and evicts least recently used leaves", "[engine][cache]") {
-  CHECK_THROWS_AS(PrefixCache(0, 4), InvalidArgument);
-  CHECK_THROWS_AS(PrefixCache(100, 0), InvalidArgument);
+  CHECK_THROWS_AS(PrefixCache(0, 4, {4}), InvalidArgument);
+  CHECK_THROWS_AS(PrefixCache(100, 0, {4}), InvalidArgument);
+  CHECK_THROWS_AS(PrefixCache(100, 4, {4, 0}), InvalidArgument);
   const std::int64_t block_bytes = 4 * sizeof(float);
-  PrefixCache cache(3 * block_bytes, 4);  // room for 3 blocks
+  PrefixCache cache(3 * block_bytes, 4, {4}, at::kFloat);  // room for 3 blocks
   const std::vector<std::int32_t> a = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
   CHECK(cache.peek(a, 10) == 0);
   CHECK(cache.insert(a, 10, block_kv) == 2);  // blocks [0,4) and [4,8); the partial block is not cached
@@ -92,14 +93,32 @@ TEST_CASE("prefix cache matches whole blocks and evicts least recently used leav
   CHECK(cache.peek(b, 12) == 12);
   // using b's first block keeps it; a new branch evicts b's leaf, never an inner block
   const std::vector<std::int32_t> c = {9, 9, 9, 9};
-  CHECK(cache.insert(c, 4, block_kv) == 1);
+  CHECK(cache.insert(c, 4, [](std::int64_t begin, const at::Tensor& out) { out.fill_(100. + begin); }) == 1);
   CHECK(cache.peek(b, 12) == 8);
   CHECK(cache.peek(c, 4) == 4);
+  // c's block went into the slot b's evicted leaf left: every block still reads its own rows
+  got.clear();
+  CHECK(cache.match(b, 12, &got) == 8);
+  CHECK(cache.match(c, 4, &got) == 4);
+  REQUIRE(got.size() == 3);
+  CHECK(got[0][0].item<float>() == 0.f);
+  CHECK(got[1][0].item<float>() == 4.f);
+  CHECK(got[2][0].item<float>() == 100.f);
+  // a block whose fill throws is not kept; the blocks before it are
+  const std::vector<std::int32_t> d = {7, 7, 7, 7, 8, 8, 8, 8};
+  CHECK_THROWS_AS(cache.insert(d, 8,
+                               [](std::int64_t begin, const at::Tensor& out) {
+                                 if (begin > 0) throw InvalidArgument("no rows");
+                                 out.fill_(7.);
+                               }),
+                  InvalidArgument);
+  CHECK(cache.peek(d, 8) == 4);
+  CHECK(cache.bytes() <= 3 * block_bytes);
   cache.clear();
   CHECK(cache.blocks() == 0);
   CHECK(cache.bytes() == 0);
   CHECK(cache.peek(b, 12) == 0);
-  PrefixCache tiny(block_bytes - 1, 4);  // a block alone does not fit
+  PrefixCache tiny(block_bytes - 1, 4, {4}, at::kFloat);  // a block alone does not fit
   CHECK(tiny.insert(a, 10, block_kv) == 0);
   CHECK(tiny.blocks() == 0);
 }
@@ -122,8 +141,21 @@ TEST_CASE("Context copies KV rows out of and into sequences", "[engine][cache][m
   rest.add(ids[5], 5, 1, true);
   at::Tensor got = ctx.decode(rest).logits;
   CHECK(at::allclose(got, want, 1e-5, 1e-5));
+  // the same rows appended as blocks (one of them non-contiguous, one in double), or read into a given tensor
+  at::Tensor t = at::empty({5, 2, 4, 8, 3}).transpose(3, 4);  // [5, 2, 4, 3, 8], not contiguous
+  ctx.seq_kv_into(0, 1, t);
+  ctx.seq_append_kv(2, {kv.narrow(3, 0, 1), t});
+  CHECK(ctx.seq_len(2) == 4);
+  CHECK(at::equal(ctx.seq_kv(2, 0, 4), kv));
+  ctx.seq_append_kv(3, {kv.narrow(3, 0, 2).to(at::kDouble), kv.narrow(3, 2, 2)});
+  CHECK(at::equal(ctx.seq_kv(3, 0, 4), kv));
   CHECK_THROWS_AS(ctx.seq_kv(0, 4, 3), InvalidArgument);
+  CHECK_THROWS_AS(ctx.seq_kv_into(0, 4, at::empty({5, 2, 4, 3, 8})), InvalidArgument);
+  CHECK_THROWS_AS(ctx.seq_kv_into(0, 0, at::empty({5, 2, 4, 3, 7})), InvalidArgument);
   CHECK_THROWS_AS(ctx.seq_append_kv(2, at::zeros({5, 2, 4, 3, 7})), InvalidArgument);
+  // a bad block among good ones: nothing is appended
+  CHECK_THROWS_AS(ctx.seq_append_kv(2, {kv, at::zeros({5, 2, 4, 3, 7})}), InvalidArgument);
+  CHECK(ctx.seq_len(2) == 4);
 }
 
 TEST_CASE("generate, score and hidden states do not depend on batching or the prefix cache",
