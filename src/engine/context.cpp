@@ -89,6 +89,14 @@ void Context::clear() {
   arena_size_ = arena_used_ = 0;
 }
 
+void Context::check_kv_shape(const char* what, const at::Tensor& t) const {
+  const Config& c = model_->config();
+  if (t.dim() != 5 || t.size(0) != c.n_layers || t.size(1) != 2 || t.size(2) != c.n_kv_heads ||
+      t.size(4) != c.head_dim)
+    throw InvalidArgument(fmt::format("{} must be [{}, 2, {}, n, {}] (got {})", what, c.n_layers, c.n_kv_heads,
+                                      c.head_dim, fmt::join(t.sizes(), "x")));
+}
+
 at::Tensor Context::cached_rows(const char* what, std::int32_t seq, std::int64_t begin, std::int64_t n) const {
   auto it = seqs_.find(seq);
   const std::int64_t have = it == seqs_.end() ? 0 : it->second.len;
@@ -110,11 +118,7 @@ at::Tensor Context::seq_kv(std::int32_t seq, std::int64_t begin, std::int64_t n)
 
 void Context::seq_kv_into(std::int32_t seq, std::int64_t begin, const at::Tensor& out) const {
   c10::InferenceMode guard;
-  const Config& c = model_->config();
-  if (out.dim() != 5 || out.size(0) != c.n_layers || out.size(1) != 2 || out.size(2) != c.n_kv_heads ||
-      out.size(4) != c.head_dim)
-    throw InvalidArgument(fmt::format("seq_kv_into: out must be [{}, 2, {}, n, {}] (got {})", c.n_layers,
-                                      c.n_kv_heads, c.head_dim, fmt::join(out.sizes(), "x")));
+  check_kv_shape("seq_kv_into: out", out);
   const at::Tensor rows = cached_rows("seq_kv_into", seq, begin, out.size(3));
   if (rows.defined()) out.copy_(rows);
 }
@@ -125,13 +129,9 @@ void Context::seq_append_kv(std::int32_t seq, const at::Tensor& kv) {
 
 void Context::seq_append_kv(std::int32_t seq, const std::vector<at::Tensor>& kv) {
   c10::InferenceMode guard;
-  const Config& c = model_->config();
   std::int64_t n = 0;
   for (const at::Tensor& t : kv) {
-    if (t.dim() != 5 || t.size(0) != c.n_layers || t.size(1) != 2 || t.size(2) != c.n_kv_heads ||
-        t.size(4) != c.head_dim)
-      throw InvalidArgument(fmt::format("seq_append_kv: kv must be [{}, 2, {}, n, {}] (got {})", c.n_layers,
-                                        c.n_kv_heads, c.head_dim, fmt::join(t.sizes(), "x")));
+    check_kv_shape("seq_append_kv: kv", t);
     n += t.size(3);
   }
   SeqCache& s = seqs_[seq];
@@ -147,7 +147,7 @@ void Context::seq_append_kv(std::int32_t seq, const std::vector<at::Tensor>& kv)
 }
 
 void Context::reserve(SeqCache& cache, std::int64_t n, bool exact) {
-  const std::int64_t cap = cache.k.empty() ? 0 : cache.k[0].size(1);
+  const std::int64_t cap = cache.room.defined() ? cache.room.size(3) : 0;
   if (n <= cap) return;
   const std::int64_t new_cap = exact ? n : std::max(n, std::min(n_ctx_, std::max<std::int64_t>(64, 2 * cap)));
   const Config& c = model_->config();

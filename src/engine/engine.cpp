@@ -61,14 +61,18 @@ ScoreResult score_rows(const at::Tensor& logits, const std::vector<std::int32_t>
   return r;
 }
 
-// End of the wave of items starting at `a`: items are added while the KV positions they hold together stay under
-// `budget` (a wave has at least one item).
+// The wave of items starting at `a`: items are added while the KV positions they hold together stay under
+// `budget` (a wave has at least one item). `positions` is their sum: the wave's KV arena.
+struct Wave {
+  std::size_t end;
+  std::int64_t positions;
+};
 template <class Cost>
-std::size_t wave_end(std::size_t a, std::size_t n, std::int64_t budget, Cost cost) {
+Wave next_wave(std::size_t a, std::size_t n, std::int64_t budget, Cost cost) {
   std::size_t b = a;
   std::int64_t total = 0;
   while (b < n && (b == a || total + cost(b) <= budget)) total += cost(b++);
-  return b;
+  return {b, total};
 }
 
 // Ends a wave: drops its sequences and arena, and returns the heap's free pages to the OS. A wave's transients
@@ -312,13 +316,11 @@ std::string Engine::continuation_text(const std::vector<std::int32_t>& prompt,
 }
 
 void Engine::generate_wave(const std::vector<std::vector<std::int32_t>>& prompts, std::size_t a, std::size_t b,
-                           const GenerateOptions& options, std::vector<GenerateResult>& results) {
+                           std::int64_t kv_positions, const GenerateOptions& options,
+                           std::vector<GenerateResult>& results) {
   ctx_->clear();
   const std::size_t n = b - a;
-  std::int64_t room = 0;  // the wave's KV positions, one allocation
-  for (std::size_t i = a; i < b; ++i)
-    room += std::min<std::int64_t>(static_cast<std::int64_t>(prompts[i].size()) + options.max_new_tokens, n_ctx_);
-  ctx_->reserve_arena(room);
+  ctx_->reserve_arena(kv_positions);
   std::vector<Prefill> jobs(n);
   for (std::size_t i = 0; i < n; ++i) {
     const std::vector<std::int32_t>& p = prompts[a + i];
@@ -411,11 +413,11 @@ std::vector<GenerateResult> Engine::generate(const std::vector<std::vector<std::
   // Prompts go in waves whose KV (prompt + new tokens) stays within a few forward passes' worth; each wave is
   // prefilled together and decoded together.
   for (std::size_t a = 0; a < prompts.size();) {
-    const std::size_t b = wave_end(a, prompts.size(), kv_budget(), [&](std::size_t i) {
+    const Wave w = next_wave(a, prompts.size(), kv_budget(), [&](std::size_t i) {
       return static_cast<std::int64_t>(prompts[i].size()) + options.max_new_tokens;
     });
-    generate_wave(prompts, a, b, options, results);
-    a = b;
+    generate_wave(prompts, a, w.end, w.positions, options, results);
+    a = w.end;
   }
   for (std::size_t i = 0; i < results.size(); ++i) {
     GenerateResult& r = results[i];
@@ -487,29 +489,22 @@ std::vector<std::vector<ScoreResult>> Engine::score_items(std::vector<ScoreItem>
   // Prompts go in waves whose KV (prompt + one copy per candidate) stays within a few forward passes' worth.
   std::size_t a = 0;
   while (a < items.size()) {
-    const std::size_t b = wave_end(a, items.size(), kv_budget(), [&](std::size_t k) {
+    const Wave w = next_wave(a, items.size(), kv_budget(), [&](std::size_t k) {
       std::int64_t c = static_cast<std::int64_t>(items[k].p.size());
       for (const auto& s : items[k].scored) c += static_cast<std::int64_t>(items[k].p.size() + s.size());
       return c;
     });
+    const std::size_t b = w.end;
     ctx_->clear();
+    ctx_->reserve_arena(w.positions);  // at least the rooms below: shared prefix <= prompt, split <= prompt
     // Shared prefix of item k: everything before its earliest split but the split's last token (whose logits
     // score the first continuation token). It is computed once (or taken from the prefix cache).
     std::vector<Prefill> base(b - a);
     std::vector<std::int64_t> shared(b - a, 0);
-    std::int64_t room = 0;  // the wave's KV positions (prompts and candidates), one allocation
     for (std::size_t k = a; k < b; ++k) {
       const ScoreItem& it = items[k];
       if (it.scored.empty()) continue;
       shared[k - a] = *std::min_element(it.split.begin(), it.split.end()) - 1;
-      room += shared[k - a];
-      for (std::size_t i = 0; i < it.scored.size(); ++i)
-        room += it.split[i] + static_cast<std::int64_t>(it.scored[i].size());
-    }
-    ctx_->reserve_arena(room);
-    for (std::size_t k = a; k < b; ++k) {
-      const ScoreItem& it = items[k];
-      if (it.scored.empty()) continue;
       Prefill& job = base[k - a];
       job.seq = static_cast<std::int32_t>(k - a);
       ctx_->seq_reserve(job.seq, shared[k - a]);

@@ -93,6 +93,8 @@ class Context {
   };
   // Grows the cache to hold n positions: exactly n when `exact`, else geometrically (decode steps).
   void reserve(SeqCache& cache, std::int64_t n, bool exact = false);
+  // InvalidArgument (naming `what`) unless t is [n_layers, 2, n_kv_heads, n, head_dim] for some n.
+  void check_kv_shape(const char* what, const at::Tensor& t) const;
   // The cached positions [begin, begin + n) of a sequence, InvalidArgument (naming `what`) if not all are cached.
   at::Tensor cached_rows(const char* what, std::int32_t seq, std::int64_t begin, std::int64_t n) const;
 

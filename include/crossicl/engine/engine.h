@@ -168,8 +168,10 @@ class Engine {
   struct Prefill;
   struct ScoreItem;
   // Generation of prompts [a, b) as one wave: prefilled together, decoded together; fills results[a, b).
+  // `kv_positions` (prompt + max_new_tokens per prompt) sizes the wave's KV arena.
   void generate_wave(const std::vector<std::vector<std::int32_t>>& prompts, std::size_t a, std::size_t b,
-                     const GenerateOptions& options, std::vector<GenerateResult>& results);
+                     std::int64_t kv_positions, const GenerateOptions& options,
+                     std::vector<GenerateResult>& results);
   // KV positions one wave of generate/score prompts may hold at once.
   std::int64_t kv_budget() const { return 8 * options_.max_batch_tokens; }
   ScoreItem score_item_text(const std::string& prompt, const std::vector<std::string>& continuations,
