@@ -10,6 +10,7 @@ PYBIND11_MODULE(_crossicl, m) {
   register_select(m);
   register_score(m);
   register_paper(m);
+  register_system(m);
 #ifdef CROSSICL_WITH_ENGINE
   register_tokenizer(m);
   register_engine(m);

@@ -10,10 +10,24 @@ import pkgutil as _pkgutil
 # A development build puts the compiled module in <build>/pyext/crossicl; let the package span both folders.
 __path__ = _pkgutil.extend_path(__path__, __name__)
 
-try:  # libtorch's shared libraries come from the torch package; load them before the extension.
-    import torch as _torch  # noqa: F401
-except ImportError:  # pragma: no cover - core-only installs
-    _torch = None
+from ._build import TORCH_VERSION as _BUILT_TORCH
+
+
+def _release(version: str) -> str:
+    """'2.13.0+cpu' -> '2.13': torch's C++ ABI is kept within a minor release."""
+    return ".".join(version.split("+")[0].split(".")[:2])
+
+
+if _BUILT_TORCH:  # libtorch's shared libraries come from the torch package; load them before the extension.
+    try:
+        import torch as _torch
+    except ImportError as _e:
+        raise ImportError(f"crossicl was built against torch {_BUILT_TORCH}, which is not installed; "
+                          f"pip install 'torch=={_release(_BUILT_TORCH)}.*'") from _e
+    if _release(_torch.__version__) != _release(_BUILT_TORCH):
+        raise ImportError(f"crossicl was built against torch {_BUILT_TORCH} but torch {_torch.__version__} is "
+                          f"installed; install torch=={_release(_BUILT_TORCH)}.* or rebuild crossicl against this "
+                          "torch (pip install --no-build-isolation .)")
 
 from . import _crossicl
 from ._crossicl import *  # noqa: F401,F403

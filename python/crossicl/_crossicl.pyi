@@ -8,7 +8,7 @@ import numpy
 import numpy.typing
 import os
 import typing
-__all__: list[str] = ['BM25TopK', 'CosineTopK', 'Engine', 'Example', 'FixedDemo', 'GGUFFile', 'GGUFTensorInfo', 'GenerateResult', 'InvalidArgument', 'LabelBalancedTopK', 'LoadError', 'MMR', 'MixedCosineTopK', 'ModelConfig', 'PaperPack', 'Prompt', 'PromptBuilder', 'RandomSelector', 'RopeScaling', 'ScoreResult', 'SourceBlock', 'Span', 'TTestResult', 'Task', 'TaskSet', 'Template', 'Tokenizer', 'accuracy', 'accuracy_interval', 'dequantize', 'exact_match', 'has_engine', 'headline_gain', 'incomplete_beta', 'is_pandas_na', 'load_examples', 'load_tasks', 'majority_vote', 'normalize', 'normalize_gold', 'numpy_legacy_permutation', 'paired_ttest', 'paper_methods', 'python_lower', 'student_t_sf']
+__all__: list[str] = ['BM25TopK', 'CosineTopK', 'Engine', 'Example', 'FixedDemo', 'GGUFFile', 'GGUFTensorInfo', 'GenerateResult', 'InvalidArgument', 'LabelBalancedTopK', 'LoadError', 'MMR', 'MixedCosineTopK', 'ModelConfig', 'PaperPack', 'Prompt', 'PromptBuilder', 'RandomSelector', 'RopeScaling', 'ScoreResult', 'SourceBlock', 'Span', 'TTestResult', 'Task', 'TaskSet', 'Template', 'Tokenizer', 'accuracy', 'accuracy_interval', 'dequantize', 'exact_match', 'has_engine', 'headline_gain', 'incomplete_beta', 'is_pandas_na', 'kernel_isa', 'load_examples', 'load_tasks', 'majority_vote', 'normalize', 'normalize_gold', 'numpy_legacy_permutation', 'paired_ttest', 'paper_methods', 'python_lower', 'student_t_sf', 'supported_isas']
 class InvalidArgument(ValueError):
     pass
 class LoadError(RuntimeError):
@@ -812,6 +812,10 @@ def is_pandas_na(cell: str) -> bool:
     """
     True if pandas.read_csv (default na_values) reads the cell as missing.
     """
+def kernel_isa() -> str:
+    """
+    The instruction-set path of the hot CPU kernels: 'baseline', 'avx2' or 'avx512' (CROSSICL_ISA forces a lower one). Raises ValueError when CROSSICL_ISA is unknown or names a path this CPU lacks.
+    """
 def load_examples(path: str) -> list[Example]:
     """
     Read examples from a JSON Lines file (plain or .gz): one {id, fields, label, ...} object per line.
@@ -862,6 +866,10 @@ def python_lower(text: str) -> str:
 def student_t_sf(t: typing.SupportsFloat | typing.SupportsIndex, df: typing.SupportsFloat | typing.SupportsIndex) -> float:
     """
     Student-t survival function P(T >= t).
+    """
+def supported_isas() -> list[str]:
+    """
+    The kernel paths this CPU and build support, lowest first.
     """
 has_engine: bool = True
 paper_methods: list = ['zero-shot', 'in-task', 'totally-cross-sim', 'in-n-cross-sim', 'aba-mixed-cross-sim', 'aba-mixed-cross-sim-random', 'psudo:psudo-label', 'psudo:true_label', 'psudo:zero-shot']

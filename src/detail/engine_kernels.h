@@ -3,11 +3,14 @@
 // ops cost as much as a third of a decode step (SmolLM2-135M, profiled: benchmarks/profile_decode.py); here each
 // is one loop. They compute in float32 and round to the tensor's dtype where HF's op sequence does, so float32
 // results agree with the ATen formulation to rounding and bfloat16 results round at the same points.
+// Each kernel runs on the instruction-set path `isa` (crossicl/core/isa.h), by default the active one.
 #pragma once
 
 #include <cstdint>
 
 #include <ATen/core/Tensor.h>
+
+#include "crossicl/core/isa.h"
 
 namespace crossicl::detail {
 
@@ -18,17 +21,20 @@ bool cpu_kernels(const at::Tensor& x);
 /// before the weight product.
 at::Tensor rms_norm_cpu(const at::Tensor& x,       // [n, dim] contiguous
                         const at::Tensor& weight,  // [dim]
-                        double eps);               // -> [n, dim]
+                        double eps,                // -> [n, dim]
+                        Isa isa = active_isa());
 
 /// silu(gate) * up of the fused gate/up projection output, rounded after the SiLU and after the product (HF).
-at::Tensor silu_mul_cpu(const at::Tensor& gu);  // [n, 2 * hidden] contiguous (gate, up) -> [n, hidden]
+at::Tensor silu_mul_cpu(const at::Tensor& gu,  // [n, 2 * hidden] contiguous (gate, up) -> [n, hidden]
+                        Isa isa = active_isa());
 
 /// RoPE in place on the query and key heads of the fused qkv projection output: x * cos + rotate_half(x) * sin
 /// with the tables of rope_cos_sin (sin signed), rounded after each product and after the sum (HF).
 void rope_qk_cpu(at::Tensor& qkv,        // [n, n_heads + 2 * n_kv_heads, head_dim] contiguous
                  std::int64_t heads,     // leading heads to rotate: n_heads + n_kv_heads
                  const at::Tensor& cos,  // [n, 1, head_dim]
-                 const at::Tensor& sin); // [n, 1, head_dim]
+                 const at::Tensor& sin,  // [n, 1, head_dim]
+                 Isa isa = active_isa());
 
 /// Causal attention of one sequence's `len` new queries (positions p0 .. p0 + len - 1) over its cached keys
 /// 0 .. p0 + len - 1, grouped-query (query head h reads kv head h / (n_heads / n_kv_heads)). Scores, softmax and
@@ -37,6 +43,7 @@ void attend_cpu(const at::Tensor& q,  // [len, n_heads, head_dim] (row stride ma
                 const at::Tensor& k,  // [n_kv_heads, capacity, head_dim] contiguous cache
                 const at::Tensor& v,  // [n_kv_heads, capacity, head_dim] contiguous cache
                 std::int64_t p0, double scale,
-                at::Tensor& out);     // [len, n_heads, head_dim] contiguous rows, written
+                at::Tensor& out,      // [len, n_heads, head_dim] contiguous rows, written
+                Isa isa = active_isa());
 
 }  // namespace crossicl::detail

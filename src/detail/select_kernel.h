@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "crossicl/core/isa.h"
+
 namespace crossicl::detail {
 
 /// One candidate of a top-k list.
@@ -60,6 +62,7 @@ struct ScoreScan {
   const float* pool_inv;     // [rows]
   std::int64_t dim;
   std::int64_t pool_block;   // pool rows packed per step
+  Isa isa = active_isa();    // instruction-set path of the tile kernel
 
   /// queries: n_q row pointers; q_inv: [n_q]; list: pool rows to score (nullptr = range [0, n_list)).
   /// sink(query_index, list_index, pool_row, score) is called for every pair.
@@ -71,46 +74,12 @@ struct ScoreScan {
 constexpr int kTileRows = 6;     // queries per micro tile
 constexpr int kTileCols = 16;    // pool rows per packed panel
 
-#if defined(__GNUC__)
-typedef float Lanes __attribute__((vector_size(kTileCols * sizeof(float)), aligned(4), may_alias));
-#endif
-
 /// acc[r][l] = sum_t q[r][t] * panel[t][l], accumulated in t order; panel is [dim][kTileCols].
-inline void tile_dot(const float* const* q, const float* panel, std::int64_t dim,
-                     float (&out)[kTileRows][kTileCols]) {
-#if defined(__GNUC__)
-  Lanes acc[kTileRows];
-  for (int r = 0; r < kTileRows; ++r) acc[r] = Lanes{} ;
-  const float* q0 = q[0];
-  const float* q1 = q[1];
-  const float* q2 = q[2];
-  const float* q3 = q[3];
-  const float* q4 = q[4];
-  const float* q5 = q[5];
-  for (std::int64_t t = 0; t < dim; ++t) {
-    const Lanes p = *reinterpret_cast<const Lanes*>(panel + t * kTileCols);
-    acc[0] += q0[t] * p;
-    acc[1] += q1[t] * p;
-    acc[2] += q2[t] * p;
-    acc[3] += q3[t] * p;
-    acc[4] += q4[t] * p;
-    acc[5] += q5[t] * p;
-  }
-  for (int r = 0; r < kTileRows; ++r)
-    for (int l = 0; l < kTileCols; ++l) out[r][l] = acc[r][l];
-#else
-  float acc[kTileRows][kTileCols] = {};
-  for (std::int64_t t = 0; t < dim; ++t) {
-    const float* p = panel + t * kTileCols;
-    for (int r = 0; r < kTileRows; ++r) {
-      const float a = q[r][t];
-      for (int l = 0; l < kTileCols; ++l) acc[r][l] += a * p[l];
-    }
-  }
-  for (int r = 0; r < kTileRows; ++r)
-    for (int l = 0; l < kTileCols; ++l) out[r][l] = acc[r][l];
-#endif
-}
+using TileDotFn = void (*)(const float* const* q, const float* panel, std::int64_t dim,
+                           float (&out)[kTileRows][kTileCols]);
+
+/// The tile kernel of an instruction-set path (select_tile.inc, compiled per path by select_kernel.cpp).
+TileDotFn tile_dot_for(Isa isa);
 
 template <class Sink>
 void ScoreScan::run(const float* const* queries, const float* q_inv, std::int64_t n_q, const std::int64_t* list,
@@ -120,6 +89,7 @@ void ScoreScan::run(const float* const* queries, const float* q_inv, std::int64_
   scratch.resize(static_cast<std::size_t>(block / kTileCols * panel_size));
   // Rows past the end of a query tile point at a zero row (their scores are dropped).
   std::vector<float> zero_row(static_cast<std::size_t>(dim), 0.0f);
+  const TileDotFn tile_dot = tile_dot_for(isa);
   const float* qp[kTileRows];
   float tile[kTileRows][kTileCols];
   std::int64_t rows_of_panel[kTileCols];
