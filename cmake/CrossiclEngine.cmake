@@ -11,7 +11,7 @@ target_include_directories(crossicl_engine PUBLIC
 target_include_directories(crossicl_engine PRIVATE ${PROJECT_SOURCE_DIR}/src)
 # Only the torch libraries (torch_cpu, c10); no torch_python.
 # SentencePiece is the static, hidden build of cmake/ThirdParty.cmake.
-target_link_libraries(crossicl_engine PUBLIC crossicl::core ${TORCH_LIBRARIES} PRIVATE crossicl_sentencepiece)
+target_link_libraries(crossicl_engine PUBLIC crossicl::core crossicl_torch PRIVATE crossicl_sentencepiece)
 # torch's include dir carries its own fmt headers (v12), which shadow the system fmt that fmt::fmt links;
 # use them header-only in every target that sees torch's includes.
 target_compile_definitions(crossicl_engine PUBLIC FMT_HEADER_ONLY=1)

@@ -1,6 +1,13 @@
-# Finds libtorch inside the installed torch wheel (torch.utils.cmake_prefix_path) and reads its C++ ABI flag,
-# so that every target sharing std::string with torch code is compiled with the same _GLIBCXX_USE_CXX11_ABI.
-# Sets CROSSICL_TORCH_FOUND, CROSSICL_TORCH_ABI (0/1) and CROSSICL_TORCH_VERSION (torch.__version__); the engine is skipped when torch is not installed.
+# Finds libtorch inside the installed torch package and reads its C++ ABI flag, so that every target sharing
+# std::string with torch code is compiled with the same _GLIBCXX_USE_CXX11_ABI.
+#
+# The engine needs only libtorch's CPU libraries and headers (CUDA kernels are registered by libtorch_cuda,
+# which `import torch` loads), so the imported target crossicl_torch is made from the package's files directly.
+# torch's own TorchConfig.cmake is not used: a CUDA build of torch (PyPI's default) makes it require a CUDA
+# toolkit even on a machine without a GPU.
+#
+# Sets CROSSICL_TORCH_FOUND, CROSSICL_TORCH_ABI (0/1) and CROSSICL_TORCH_VERSION (torch.__version__), and defines
+# crossicl_torch; the engine is skipped when torch is not installed.
 function(crossicl_find_torch)
   if(NOT CROSSICL_PYTHON_EXECUTABLE)
     find_package(Python 3.9 COMPONENTS Interpreter)
@@ -8,7 +15,7 @@ function(crossicl_find_torch)
   endif()
   execute_process(
     COMMAND ${CROSSICL_PYTHON_EXECUTABLE} -c
-      "import torch, torch.utils; print(torch.utils.cmake_prefix_path); print(int(torch._C._GLIBCXX_USE_CXX11_ABI)); print(torch.__version__)"
+      "import os, torch; print(os.path.dirname(torch.__file__)); print(int(torch._C._GLIBCXX_USE_CXX11_ABI)); print(torch.__version__)"
     OUTPUT_VARIABLE _out RESULT_VARIABLE _rc ERROR_QUIET OUTPUT_STRIP_TRAILING_WHITESPACE)
   if(NOT _rc EQUAL 0)
     message(STATUS "crossicl: torch is not installed for ${CROSSICL_PYTHON_EXECUTABLE}; building crossicl::core only")
@@ -19,13 +26,21 @@ function(crossicl_find_torch)
   list(GET _lines 0 _prefix)
   list(GET _lines 1 _abi)
   list(GET _lines 2 _version)
-  list(APPEND CMAKE_PREFIX_PATH ${_prefix})
-  find_package(Torch REQUIRED)
-  message(STATUS "crossicl: torch ${Torch_VERSION} from ${_prefix}, _GLIBCXX_USE_CXX11_ABI=${_abi}")
+  set(_libs "")
+  foreach(_name torch torch_cpu c10)
+    find_library(CROSSICL_TORCH_LIB_${_name} ${_name} PATHS ${_prefix}/lib NO_DEFAULT_PATH REQUIRED)
+    list(APPEND _libs ${CROSSICL_TORCH_LIB_${_name}})
+  endforeach()
+  if(NOT EXISTS ${_prefix}/include/ATen/ATen.h)
+    message(FATAL_ERROR "crossicl: torch ${_version} at ${_prefix} has no C++ headers (include/ATen/ATen.h)")
+  endif()
+  add_library(crossicl_torch INTERFACE IMPORTED GLOBAL)
+  set_target_properties(crossicl_torch PROPERTIES
+    INTERFACE_INCLUDE_DIRECTORIES "${_prefix}/include;${_prefix}/include/torch/csrc/api/include"
+    INTERFACE_LINK_LIBRARIES "${_libs}"
+    INTERFACE_COMPILE_DEFINITIONS "_GLIBCXX_USE_CXX11_ABI=${_abi}")
+  message(STATUS "crossicl: torch ${_version} from ${_prefix}, _GLIBCXX_USE_CXX11_ABI=${_abi}")
   set(CROSSICL_TORCH_FOUND ON PARENT_SCOPE)
   set(CROSSICL_TORCH_ABI ${_abi} PARENT_SCOPE)
   set(CROSSICL_TORCH_VERSION ${_version} PARENT_SCOPE)
-  set(TORCH_LIBRARIES ${TORCH_LIBRARIES} PARENT_SCOPE)
-  set(TORCH_INCLUDE_DIRS ${TORCH_INCLUDE_DIRS} PARENT_SCOPE)
-  set(TORCH_INSTALL_PREFIX ${TORCH_INSTALL_PREFIX} PARENT_SCOPE)
 endfunction()
