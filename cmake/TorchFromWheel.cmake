@@ -34,7 +34,12 @@ function(crossicl_find_torch)
   if(NOT EXISTS ${_prefix}/include/ATen/ATen.h)
     message(FATAL_ERROR "crossicl: torch ${_version} at ${_prefix} has no C++ headers (include/ATen/ATen.h)")
   endif()
+  # torch >= 2.14's headers need C++20 (ATen.h stops with #error under C++17); every target seeing them follows.
+  file(STRINGS ${_prefix}/include/ATen/ATen.h _cxx20 REGEX "C\\+\\+20 or later")
   add_library(crossicl_torch INTERFACE IMPORTED GLOBAL)
+  if(_cxx20)
+    set_target_properties(crossicl_torch PROPERTIES INTERFACE_COMPILE_FEATURES cxx_std_20)
+  endif()
   set_target_properties(crossicl_torch PROPERTIES
     INTERFACE_INCLUDE_DIRECTORIES "${_prefix}/include;${_prefix}/include/torch/csrc/api/include"
     INTERFACE_LINK_LIBRARIES "${_libs}"
