@@ -9,12 +9,19 @@
 
 #include "crossicl/core/error.h"
 #include "crossicl/core/select.h"
+#include "tolerance.h"
 
 using namespace crossicl;
+namespace tol = crossicl::test::tol;
 
 namespace {
 
 constexpr double kPi = 3.14159265358979323846;
+
+// A cosine score is a float32 dot product over dim times two float32 inverse norms (computed in double, rounded):
+// gamma_(dim + 4), an absolute error since |cos| <= 1 (scale 1). The inputs here are float32 roundings of the
+// exact unit vectors (at_angles), one more u per component: + 2.
+double cos_rel(std::int64_t dim) { return tol::f32_rel(static_cast<double>(dim + 4 + 2)); }
 
 // [n, 2] unit vectors at the given angles (degrees).
 std::vector<float> at_angles(const std::vector<double>& degrees) {
@@ -51,9 +58,9 @@ TEST_CASE("cosine top-k orders by similarity, ties by the lower row", "[select]"
   CHECK(row_ids(r, 0) == std::vector<std::int64_t>{0, 3, 2, 1});
   CHECK(row_ids(r, 1) == std::vector<std::int64_t>{1, 2, 0, 3});
   CHECK(r.score(0, 0) == r.score(0, 1));
-  CHECK(r.score(0, 0) == Approx(1.0f));
-  CHECK(r.score(0, 2) == Approx(std::sqrt(0.5)).epsilon(1e-6));
-  CHECK(r.score(1, 3) == Approx(0.0f).margin(1e-7));
+  CHECK(r.score(0, 0) == tol::approx(1.0, cos_rel(2), 1));
+  CHECK(r.score(0, 2) == tol::approx(std::sqrt(0.5), cos_rel(2), 1));
+  CHECK(r.score(1, 3) == tol::approx(0.0, cos_rel(2), 1));
   const SelectResult top1 = sel.select(queries.data(), 2, 2, 1);
   CHECK(top1.ids == std::vector<std::int64_t>{0, 1});
   // The Eigen::Map overload gives the same.
@@ -88,7 +95,7 @@ TEST_CASE("cosine top-k is exact and independent of the blocking and threads", "
     std::sort(all.begin(), all.end());
     for (std::int64_t i = 0; i < k; ++i) {
       CHECK(ref.id(q, i) == all[i].second);
-      CHECK(ref.score(q, i) == Approx(-all[i].first).margin(1e-6));
+      CHECK(ref.score(q, i) == tol::approx(-all[i].first, cos_rel(dim), 1));
     }
   }
 }
@@ -99,7 +106,7 @@ TEST_CASE("cosine top-k over a subset and pool similarities", "[select]") {
   const std::vector<float> q = at_angles({22});
   const SelectResult r = sel.select_subset(q.data(), 1, 2, 2, {4, 0, 1});
   CHECK(r.ids == std::vector<std::int64_t>{1, 4});  // 12 and 18 degrees away; row 0 is 22 away
-  CHECK(sel.pool_similarity(0, 3) == Approx(std::cos(30 * kPi / 180)).epsilon(1e-6));
+  CHECK(sel.pool_similarity(0, 3) == tol::approx(std::cos(30 * kPi / 180), cos_rel(2), 1));
   CHECK_THROWS_AS(sel.select_subset(q.data(), 1, 2, 1, {0, 0}), InvalidArgument);
   CHECK_THROWS_AS(sel.select_subset(q.data(), 1, 2, 1, {5}), InvalidArgument);
   CHECK_THROWS_WITH(sel.select_subset(q.data(), 1, 2, 3, {1, 2}), "k must be <= pool size (k=3, pool=2)");
@@ -129,7 +136,7 @@ TEST_CASE("MMR trades relevance for diversity", "[select]") {
   CHECK(mmr.options().fetch_k == 20);
   const SelectResult r = mmr.select(q.data(), 1, 2, 3);
   CHECK(r.ids == std::vector<std::int64_t>{0, 2, 1});
-  CHECK(r.score(0, 1) == Approx(std::cos(30 * kPi / 180)).epsilon(1e-6));
+  CHECK(r.score(0, 1) == tol::approx(std::cos(30 * kPi / 180), cos_rel(2), 1));
   MMROptions relevance_only;
   relevance_only.lambda = 1.0f;
   CHECK(MMR(pool.data(), 3, 2, relevance_only).select(q.data(), 1, 2, 3).ids == std::vector<std::int64_t>{0, 1, 2});
@@ -164,24 +171,26 @@ TEST_CASE("BM25 scores match hand-computed values", "[select]") {
   const double idf = std::log(1.0 + (3 - 2 + 0.5) / (2 + 0.5));
   const double norm3 = 1.5 * (1 - 0.75 + 0.75 * 3 / (8.0 / 3));
   const double norm2 = 1.5 * (1 - 0.75 + 0.75 * 2 / (8.0 / 3));
+  // float64 on both sides, ~12 operations each (log, the length norm, the term): gamma_32 of float64
+  const double rel = tol::f64_rel(32);
   const std::vector<double> cat = bm25.scores("Cat!");
   REQUIRE(cat.size() == 3);
-  CHECK(cat[0] == Approx(idf * 2.5 / (1 + norm3)).epsilon(1e-12));
+  CHECK(cat[0] == tol::approx(idf * 2.5 / (1 + norm3), rel));
   CHECK(cat[1] == 0.0);
   CHECK(cat[2] == cat[0]);
   const std::vector<double> dog = bm25.scores("dog dog");  // a repeated query token counts twice
-  CHECK(dog[1] == Approx(2 * idf * 2.5 / (1 + norm2)).epsilon(1e-12));
-  CHECK(dog[2] == Approx(2 * idf * 2.5 / (1 + norm3)).epsilon(1e-12));
+  CHECK(dog[1] == tol::approx(2 * idf * 2.5 / (1 + norm2), rel));
+  CHECK(dog[2] == tol::approx(2 * idf * 2.5 / (1 + norm3), rel));
   const SelectResult r = bm25.select({"Cat!", "dog dog", "zebra"}, 2);
   CHECK(row_ids(r, 0) == std::vector<std::int64_t>{0, 2});  // tie: lower row first
   CHECK(row_ids(r, 1) == std::vector<std::int64_t>{1, 2});
   CHECK(row_ids(r, 2) == std::vector<std::int64_t>{0, 1});  // nothing matches: rows 0.., score 0
   CHECK(r.score(2, 0) == 0.0f);
-  CHECK(r.score(1, 0) == Approx(2 * idf * 2.5 / (1 + norm2)).epsilon(1e-6));
+  CHECK(r.score(1, 0) == tol::approx(2 * idf * 2.5 / (1 + norm2), tol::f32_rel(1) + rel));  // float32 of the score
   // k1 = 0 reduces every matching term to its idf; b = 0 ignores lengths.
   BM25Options flat;
   flat.k1 = 0.0;
-  CHECK(BM25TopK({"x y", "x x x z"}, flat).scores("x")[1] == Approx(std::log(1.0 + 0.5 / 2.5)).epsilon(1e-12));
+  CHECK(BM25TopK({"x y", "x x x z"}, flat).scores("x")[1] == tol::approx(std::log(1.0 + 0.5 / 2.5), rel));
   BM25Options bad;
   bad.b = 1.5;
   CHECK_THROWS_WITH(BM25TopK({"a"}, bad), "b must be in [0, 1] (b=1.5)");

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import crossicl
+from tolerance import approx, assert_close, gamma, model_rel
 
 if not getattr(crossicl, "has_engine", False):
     pytest.skip("crossicl built without the engine", allow_module_level=True)
@@ -26,22 +27,42 @@ def open_stories(stories, **kw):
     return crossicl.Engine(str(stories / "stories260K.bin"), tokenizer=str(stories / "tok512.model"), **kw)
 
 
-# Float32 matmuls of different shapes (batching, cached vs computed prefixes) may differ in the last bits: log-probs
-# agree within 1e-5 absolute + 1e-5 relative (SmolLM2's differ by ~1e-5 on values near -2.3), ids exactly.
-def same_gen(a, b):
+# Float32 matmuls of different shapes (batching, cached vs computed prefixes) round differently: token ids are
+# equal, log-probs agree within the float32 bound of tolerance.py (model_rel(..., output="logprobs")): that relative
+# term plus an absolute one scaled by the logits the log-probs come from (a log-prob is a logit minus a logsumexp,
+# so its error scales with the logits, not with its own size), or by the largest |log-prob| of the call.
+def lp_rel(engine, prompts, new_tokens=0):
+    """Log-prob bound of `engine` on `prompts` (+ new_tokens generated ones)."""
+    tokens = max(len(engine.encode(p)) if isinstance(p, str) else len(p) for p in prompts) + new_tokens
+    return model_rel(engine.config, tokens=tokens, output="logprobs")
+
+
+def logit_scale(engine, seqs):
+    """max |logit| of `engine` over every position of the id lists `seqs`."""
+    return max(float(np.abs(engine.logits(list(s))).max()) for s in {tuple(s) for s in seqs})
+
+
+def same_gen(a, b, rel, scale=None):
     assert [r.token_ids for r in a] == [r.token_ids for r in b]
+    got, want = [np.concatenate([r.logprobs for r in x] or [[]]) for x in (a, b)]
+    assert_close(got, want, rel, scale=scale, err_msg="generated log-probs")
     for x, y in zip(a, b):
-        np.testing.assert_allclose(x.logprobs, y.logprobs, rtol=1e-5, atol=1e-5)
         assert x.text == y.text and x.finish_reason == y.finish_reason
 
 
-def same_scores(a, b):
+def same_scores(a, b, rel, scale=None):
     assert len(a) == len(b)
+    flat_a, flat_b = [x for xs in a for x in xs], [y for ys in b for y in ys]
+    assert len(flat_a) == len(flat_b)
     for xs, ys in zip(a, b):
         assert [x.token_ids for x in xs] == [y.token_ids for y in ys]
-        for x, y in zip(xs, ys):
-            np.testing.assert_allclose(x.logprobs, y.logprobs, rtol=1e-5, atol=1e-5)
-            assert x.sum == pytest.approx(y.sum, abs=1e-4)
+    if not flat_a:
+        return
+    want = np.concatenate([y.logprobs for y in flat_b])
+    scale = float(np.abs(want).max()) if scale is None else scale
+    assert_close(np.concatenate([x.logprobs for x in flat_a]), want, rel, scale=scale, err_msg="scored log-probs")
+    for x, y in zip(flat_a, flat_b):  # a sum of k log-probs: within k times one log-prob's absolute term
+        assert x.sum == approx(y.sum, rel, scale=len(y.logprobs) * scale)
 
 
 def test_cache_options_and_stats(stories):
@@ -74,15 +95,16 @@ def test_score_batch_surface(stories):
     flat = e.score_batch(PROMPTS[:3], LABELS)
     per = e.score_batch(PROMPTS[:3], [LABELS, LABELS[:1], []])
     assert [len(x) for x in flat] == [3, 3, 3] and [len(x) for x in per] == [3, 1, 0]
-    same_scores([per[0], per[1]], [flat[0], flat[1][:1]])
+    rel = lp_rel(e, PROMPTS, new_tokens=8)
+    same_scores([per[0], per[1]], [flat[0], flat[1][:1]], rel)
     for p, rs in zip(PROMPTS[:3], flat):
-        same_scores([rs], [e.score(p, LABELS)])
+        same_scores([rs], [e.score(p, LABELS)], rel)
         assert isinstance(rs[0], crossicl.ScoreResult)
     ids = [e.encode(p) for p in PROMPTS[:2]]
     cont = [[265, 282], [433]]
     by_ids = e.score_batch(ids, cont)  # a flat list of id lists applies to every prompt
-    same_scores(by_ids, [e.score(i, cont) for i in ids])
-    same_scores(e.score_batch(ids, [cont, [[433]]]), [by_ids[0], by_ids[1][1:]])
+    same_scores(by_ids, [e.score(i, cont) for i in ids], rel)
+    same_scores(e.score_batch(ids, [cont, [[433]]]), [by_ids[0], by_ids[1][1:]], rel)
     assert e.score_batch([], LABELS) == []
     with pytest.raises(ValueError, match="one continuation list per prompt"):
         e.score_batch(PROMPTS[:2], [LABELS])
@@ -103,13 +125,19 @@ def test_results_do_not_depend_on_batching_or_cache(stories, per_pass):
     want_h = ref.hidden_states(prompts, layers=[1, -1], pooling="last")
     want_m = ref.hidden_states(prompts, layers=[1, -1], pooling="mean")
     avg = sum(len(ref.encode(p)) for p in prompts) // len(prompts)
+    ids = [ref.encode(p) for p in prompts]
+    tokens = max(len(i) for i in ids) + 8
+    rel = model_rel(ref.config, tokens=tokens, output="logprobs")
+    gen_scale = logit_scale(ref, [i + r.token_ids for i, r in zip(ids, want_gen)])
+    score_scale = logit_scale(ref, [i + r.token_ids for i, rs in zip(ids, want_scores) for r in rs])
+    rel_h = model_rel(ref.config, tokens=tokens)  # hidden states; mean pooling adds a sum over the prompt
     for cache_bytes in (0, 1 << 20, 64 << 20):  # off, small (evicting), roomy
         e = open_stories(stories, cache_bytes=cache_bytes, max_batch_tokens=per_pass * avg)
         for _ in range(2):  # cold, warm
-            same_gen(e.generate(prompts, max_new_tokens=8, stop=[]), want_gen)
-            same_scores(e.score_batch(prompts, LABELS), want_scores)
-            np.testing.assert_allclose(e.hidden_states(prompts, layers=[1, -1], pooling="last"), want_h, atol=1e-5)
-            np.testing.assert_allclose(e.hidden_states(prompts, layers=[1, -1], pooling="mean"), want_m, atol=1e-5)
+            same_gen(e.generate(prompts, max_new_tokens=8, stop=[]), want_gen, rel, gen_scale)
+            same_scores(e.score_batch(prompts, LABELS), want_scores, rel, score_scale)
+            assert_close(e.hidden_states(prompts, layers=[1, -1], pooling="last"), want_h, rel_h)
+            assert_close(e.hidden_states(prompts, layers=[1, -1], pooling="mean"), want_m, rel_h + gamma(tokens))
         s = e.cache_stats()
         assert s["cached_bytes"] <= cache_bytes
         if cache_bytes:
@@ -140,9 +168,15 @@ def test_smollm2_cache_and_batching():
     want_gen = ref.generate(prompts, max_new_tokens=4)
     want_scores = ref.score_batch(prompts, labels)
     e = crossicl.Engine(path, max_batch_tokens=4096)
+    c = e.config
+    assert (c.dim, c.hidden_dim, c.n_layers, c.vocab_size) == (576, 1536, 30, 49152)
+    rel = lp_rel(e, prompts, new_tokens=4)  # 5.8e-3: 30 x gamma_(1536+40) + gamma_(576+8) + gamma_(49152+8)
+    ids = [ref.encode(p) for p in prompts]
+    gen_scale = logit_scale(ref, [i + r.token_ids for i, r in zip(ids, want_gen)])
+    score_scale = logit_scale(ref, [i + r.token_ids for i, rs in zip(ids, want_scores) for r in rs])
     for _ in range(2):
-        same_gen(e.generate(prompts, max_new_tokens=4), want_gen)
-        same_scores(e.score_batch(prompts, labels), want_scores)
+        same_gen(e.generate(prompts, max_new_tokens=4), want_gen, rel, gen_scale)
+        same_scores(e.score_batch(prompts, labels), want_scores, rel, score_scale)
     assert e.cache_stats()["hit_tokens"] >= 3 * 48
 
 
@@ -185,4 +219,4 @@ def test_generate_runs_in_kv_bounded_waves(stories):
     runs = [i for i in range(len(seen) - 4) if seen[i:i + 5] == [per_wave] * 5]
     assert len(runs) == waves - 1  # so does every full wave
     one = open_stories(stories, cache_bytes=0).generate([prompt], max_new_tokens=6, stop=[], stop_at_eos=False)
-    same_gen(out, one * 7)
+    same_gen(out, one * 7, lp_rel(eng, [prompt], new_tokens=6))
