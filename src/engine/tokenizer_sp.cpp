@@ -5,7 +5,7 @@
 
 #include "crossicl/core/error.h"
 #include "detail/tokenizer_impl.h"
-#include "detail/unicode_class.h"
+#include "detail/utf8.h"
 
 namespace crossicl::detail {
 

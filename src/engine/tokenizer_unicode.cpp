@@ -1,14 +1,10 @@
-// UTF-8 helpers, the generated Unicode class table and the hand-written pre-tokenizer matchers.
+// The generated Unicode class table and the hand-written pre-tokenizer matchers.
 #include <algorithm>
-#include <cstring>
 #include <string>
 
-#include <fmt/format.h>
-
-#include "crossicl/core/error.h"
 #include "detail/tokenizer_pretok.h"
-#include "detail/io.h"
 #include "detail/unicode_class.h"
+#include "detail/utf8.h"
 
 namespace crossicl::detail {
 
@@ -23,93 +19,6 @@ UClass unicode_class_slow(std::uint32_t cp) {
   if (it == kUnicodeRanges) return UClass::kOther;
   --it;
   return cp <= it->last ? static_cast<UClass>(it->cls) : UClass::kOther;
-}
-
-std::size_t utf8_valid_at(std::string_view s, std::size_t i, std::size_t& bad) {
-  const auto b0 = static_cast<unsigned char>(s[i]);
-  if (b0 < 0x80) return 1;
-  std::size_t need = 0;
-  unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-  if (b0 >= 0xC2 && b0 <= 0xDF) {
-    need = 1;
-  } else if (b0 == 0xE0) {
-    need = 2, lo = 0xA0;
-  } else if ((b0 >= 0xE1 && b0 <= 0xEC) || b0 == 0xEE || b0 == 0xEF) {
-    need = 2;
-  } else if (b0 == 0xED) {
-    need = 2, hi = 0x9F;
-  } else if (b0 == 0xF0) {
-    need = 3, lo = 0x90;
-  } else if (b0 >= 0xF1 && b0 <= 0xF3) {
-    need = 3;
-  } else if (b0 == 0xF4) {
-    need = 3, hi = 0x8F;
-  } else {
-    bad = 1;
-    return 0;
-  }
-  for (std::size_t k = 1; k <= need; ++k) {
-    if (i + k >= s.size()) {
-      bad = k;
-      return 0;
-    }
-    const auto b = static_cast<unsigned char>(s[i + k]);
-    const unsigned char l = k == 1 ? lo : 0x80, h = k == 1 ? hi : 0xBF;
-    if (b < l || b > h) {
-      bad = k;
-      return 0;
-    }
-  }
-  return need + 1;
-}
-
-std::size_t utf8_first_invalid(std::string_view s) {
-  std::size_t i = 0;
-  const std::size_t n = s.size();
-  while (i < n) {
-    // ASCII fast path, 8 bytes at a time.
-    while (i + 8 <= n) {
-      std::uint64_t w;
-      std::memcpy(&w, s.data() + i, 8);
-      if (w & 0x8080808080808080ULL) break;
-      i += 8;
-    }
-    if (i >= n) break;
-    std::size_t bad = 0;
-    const std::size_t len = utf8_valid_at(s, i, bad);
-    if (len == 0) return i;
-    i += len;
-  }
-  return std::string_view::npos;
-}
-
-void check_utf8(std::string_view text) {
-  const std::size_t at = utf8_first_invalid(text);
-  if (at != std::string_view::npos) {
-    throw InvalidArgument(
-        fmt::format("text is not valid UTF-8 (invalid sequence at byte offset {}: 0x{:02x}; text has {} bytes)", at,
-                    static_cast<unsigned char>(text[at]), text.size()));
-  }
-}
-
-void utf8_append(std::string& out, std::uint32_t cp) { append_utf8(out, static_cast<char32_t>(cp)); }
-
-std::string utf8_lossy(std::string_view bytes) {
-  std::string out;
-  out.reserve(bytes.size());
-  std::size_t i = 0;
-  while (i < bytes.size()) {
-    std::size_t bad = 0;
-    const std::size_t len = utf8_valid_at(bytes, i, bad);
-    if (len) {
-      out.append(bytes.data() + i, len);
-      i += len;
-    } else {
-      out += "\xEF\xBF\xBD";
-      i += bad;
-    }
-  }
-  return out;
 }
 
 // ------------------------------------------------------------------------------------------ pre-tokenizers
@@ -127,7 +36,7 @@ constexpr std::string_view kQwen2Regex =
 struct Text {
   std::string_view s;
   UClass cls_at(std::size_t i, std::size_t& len, std::uint32_t& cp) const {
-    cp = utf8_decode(s, i, len);
+    cp = utf8_decode_valid(s, i, len);
     return unicode_class(cp);
   }
   UClass cls_at(std::size_t i, std::size_t& len) const {

@@ -18,6 +18,7 @@
 #include "crossicl/engine/tokenizer.h"
 #include "detail/tokenizer_pretok.h"
 #include "detail/unicode_class.h"
+#include "detail/utf8.h"
 #include "../test_data.h"
 
 namespace fs = std::filesystem;
