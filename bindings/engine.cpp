@@ -1,6 +1,8 @@
 // Python bindings of the libtorch engine: crossicl.Engine, its results and crossicl.ModelConfig.
 // Long calls release the GIL; between forward passes the engine polls Python for signals (Ctrl-C raises
 // KeyboardInterrupt). torch's c10::Error reaches Python as RuntimeError without the C++ backtrace.
+// Options arrive as the names of the C++ enums ("left", "mean", "bfloat16") and are parsed once by their
+// *_from_name parsers (parse_dtype for dtypes); a bad name is a ValueError listing the valid ones.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -16,6 +18,8 @@
 
 #include "crossicl/core/error.h"
 #include "crossicl/engine/engine.h"
+#include "crossicl/engine/weights.h"
+#include "convert.h"
 #include "registry.h"
 
 namespace py = pybind11;
@@ -85,13 +89,8 @@ Prompts prompts_of(const py::object& obj, const char* what) {
   return p;
 }
 
-py::str to_str(const std::string& s) {
-  PyObject* o = PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "replace");
-  if (!o) throw py::error_already_set();
-  return py::reinterpret_steal<py::str>(o);
-}
-
-py::array_t<float> to_numpy(const at::Tensor& t) {
+// A float32 numpy copy of a tensor (any dtype and device), same shape.
+py::array_t<float> tensor_to_numpy(const at::Tensor& t) {
   at::Tensor c = t.to(at::kFloat).contiguous().cpu();
   std::vector<py::ssize_t> shape(c.sizes().begin(), c.sizes().end());
   py::array_t<float> a(shape);
@@ -99,17 +98,86 @@ py::array_t<float> to_numpy(const at::Tensor& t) {
   return a;
 }
 
-// Runs fn without the GIL; a Ctrl-C seen by the engine's poll becomes the pending Python exception.
-template <typename F>
-auto released(F&& fn) {
-  try {
-    py::gil_scoped_release release;
-    return fn();
-  } catch (const Interrupted&) {
-    if (PyErr_Occurred()) throw py::error_already_set();
-    PyErr_SetNone(PyExc_KeyboardInterrupt);
-    throw py::error_already_set();
+// The arguments of score and score_batch: prompts of one kind (text or token ids) and one continuation list
+// per prompt, of the prompts' kind (Engine::score_batch checks that there is one list per prompt).
+struct ScoreArgs {
+  Prompts prompts;
+  std::vector<Prompts> continuations;
+};
+
+// Every non-empty continuation list must be of the prompts' kind.
+void check_kinds(const ScoreArgs& a) {
+  const std::size_t n = a.prompts.is_text ? a.prompts.texts.size() : a.prompts.ids.size();
+  if (a.continuations.size() != n) return;  // Engine::score_batch reports the mismatch
+  for (std::size_t k = 0; k < n; ++k) {
+    const Prompts& c = a.continuations[k];
+    const std::size_t count = c.is_text ? c.texts.size() : c.ids.size();
+    if (count > 0 && c.is_text != a.prompts.is_text)
+      throw InvalidArgument(fmt::format("continuations of prompt {} must be {} like the prompts", k,
+                                        a.prompts.is_text ? "text" : "token-id lists"));
   }
+}
+
+// score(prompt, continuations): one prompt (str or one id list) and its continuations.
+ScoreArgs score_args_one(const py::object& prompt, const py::object& continuations) {
+  ScoreArgs a;
+  a.continuations.push_back(prompts_of(continuations, "continuation"));
+  a.prompts.is_text = is_text(prompt);
+  if (a.prompts.is_text)
+    a.prompts.texts.push_back(utf8_of(prompt, "prompt", 0));
+  else
+    a.prompts.ids.push_back(ids_of(prompt, "prompt", 0));
+  check_kinds(a);
+  return a;
+}
+
+// score_batch(prompts, continuations): `continuations` is one list per prompt, or (flat: a list of str, or a
+// list of id lists whose first item's first item is an int) one list applied to every prompt.
+ScoreArgs score_args(const py::object& prompts, const py::object& continuations) {
+  ScoreArgs a;
+  a.prompts = prompts_of(prompts, "prompt");
+  const Prompts& p = a.prompts;
+  const std::size_t n = p.is_text ? p.texts.size() : p.ids.size();
+  if (is_text(continuations) || !py::isinstance<py::sequence>(continuations))
+    throw InvalidArgument("continuations must be a list of str / token-id lists (applied to every "
+                          "prompt) or one such list per prompt");
+  py::sequence seq = continuations.cast<py::sequence>();
+  bool flat = false;
+  if (py::len(seq) > 0) {
+    py::object first = seq[0];
+    if (is_text(first)) {
+      flat = true;
+    } else if (py::isinstance<py::sequence>(first) && py::len(first) > 0) {
+      py::object inner = first.cast<py::sequence>()[0];
+      flat = !is_text(inner) && !py::isinstance<py::sequence>(inner);
+    }
+  }
+  if (flat) {
+    a.continuations.assign(n, prompts_of(continuations, "continuation"));
+  } else {
+    for (const py::handle& c : seq)
+      a.continuations.push_back(prompts_of(py::reinterpret_borrow<py::object>(c), "continuation"));
+  }
+  check_kinds(a);
+  return a;
+}
+
+ScoreOptions score_options(const std::string& truncation) {
+  ScoreOptions o;
+  o.truncation = truncation_from_name(truncation);
+  return o;
+}
+
+// Engine::score_batch on normalised arguments, without the GIL.
+std::vector<std::vector<ScoreResult>> score_batch(Engine& e, ScoreArgs& a, const ScoreOptions& o) {
+  if (a.prompts.is_text) {
+    std::vector<std::vector<std::string>> c;
+    for (auto& x : a.continuations) c.push_back(std::move(x.texts));
+    return released([&] { return e.score_batch(a.prompts.texts, c, o); });
+  }
+  std::vector<std::vector<Ids>> c;
+  for (auto& x : a.continuations) c.push_back(std::move(x.ids));
+  return released([&] { return e.score_batch(a.prompts.ids, c, o); });
 }
 
 std::shared_ptr<Engine> make_engine(const std::filesystem::path& path, std::optional<std::filesystem::path> tokenizer,
@@ -118,7 +186,7 @@ std::shared_ptr<Engine> make_engine(const std::filesystem::path& path, std::opti
                                     std::optional<py::function> progress) {
   EngineOptions o;
   if (tokenizer) o.tokenizer = tokenizer->string();
-  o.dtype = dtype;
+  o.dtype = parse_dtype(dtype);
   o.device = device;
   o.threads = threads;
   o.n_ctx = n_ctx;
@@ -147,36 +215,37 @@ std::string repr_floats(const std::vector<float>& v) {
 }  // namespace
 
 void register_engine(py::module_& m) {
+  // The option parsers themselves, so that Python can check a name early (e.g. an experiment file) with the same
+  // rule and message as the engine.
+  m.def("check_truncation", [](const std::string& name) { return std::string(truncation_name(truncation_from_name(name))); },
+        py::arg("name"),
+        "The canonical name of a truncation mode ('none', 'left', 'right'); ValueError listing them otherwise.");
+  m.def("check_pooling", [](const std::string& name) { return std::string(pooling_name(pooling_from_name(name))); },
+        py::arg("name"), "The canonical name of a pooling ('mean', 'last', 'none'); ValueError listing them otherwise.");
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const c10::Error& e) {
       py::set_error(PyExc_RuntimeError, e.what_without_backtrace());
+    } catch (const Interrupted&) {
+      // EngineOptions::should_stop saw a signal: its handler's exception (KeyboardInterrupt for Ctrl-C) is
+      // pending; raise KeyboardInterrupt if the handler did not raise.
+      if (!PyErr_Occurred()) PyErr_SetNone(PyExc_KeyboardInterrupt);
     }
   });
 
-  py::class_<RopeScaling>(m, "RopeScaling", "RoPE frequency scaling of a model (type '' = none, 'llama3').")
-      .def_readonly("type", &RopeScaling::type)
-      .def_readonly("factor", &RopeScaling::factor)
-      .def_readonly("low_freq_factor", &RopeScaling::low_freq_factor)
-      .def_readonly("high_freq_factor", &RopeScaling::high_freq_factor)
-      .def_readonly("original_max_position_embeddings", &RopeScaling::original_max_position_embeddings);
+  readonly(py::class_<RopeScaling>(m, "RopeScaling", "RoPE frequency scaling of a model (type '' = none, 'llama3')."),
+           "type", &RopeScaling::type, "factor", &RopeScaling::factor,
+           "low_freq_factor", &RopeScaling::low_freq_factor, "high_freq_factor", &RopeScaling::high_freq_factor,
+           "original_max_position_embeddings", &RopeScaling::original_max_position_embeddings);
 
-  py::class_<Config>(m, "ModelConfig", "Sizes and settings of a LLaMA-family model (read-only).")
-      .def_readonly("dim", &Config::dim)
-      .def_readonly("hidden_dim", &Config::hidden_dim)
-      .def_readonly("n_layers", &Config::n_layers)
-      .def_readonly("n_heads", &Config::n_heads)
-      .def_readonly("n_kv_heads", &Config::n_kv_heads)
-      .def_readonly("vocab_size", &Config::vocab_size)
-      .def_readonly("max_seq_len", &Config::max_seq_len)
-      .def_readonly("head_dim", &Config::head_dim)
-      .def_readonly("norm_eps", &Config::norm_eps)
-      .def_readonly("rope_theta", &Config::rope_theta)
-      .def_readonly("rope_scaling", &Config::rope_scaling)
-      .def_readonly("tie_word_embeddings", &Config::tie_word_embeddings)
-      .def_readonly("bos_id", &Config::bos_id)
-      .def_readonly("eos_ids", &Config::eos_ids)
+  readonly(py::class_<Config>(m, "ModelConfig", "Sizes and settings of a LLaMA-family model (read-only)."),
+           "dim", &Config::dim, "hidden_dim", &Config::hidden_dim, "n_layers", &Config::n_layers,
+           "n_heads", &Config::n_heads, "n_kv_heads", &Config::n_kv_heads, "vocab_size", &Config::vocab_size,
+           "max_seq_len", &Config::max_seq_len, "head_dim", &Config::head_dim, "norm_eps", &Config::norm_eps,
+           "rope_theta", &Config::rope_theta, "rope_scaling", &Config::rope_scaling,
+           "tie_word_embeddings", &Config::tie_word_embeddings, "bos_id", &Config::bos_id,
+           "eos_ids", &Config::eos_ids)
       .def("__repr__", [](const Config& c) {
         return fmt::format("ModelConfig(dim={}, hidden_dim={}, n_layers={}, n_heads={}, n_kv_heads={}, "
                            "vocab_size={}, max_seq_len={}, head_dim={})",
@@ -213,7 +282,8 @@ void register_engine(py::module_& m) {
 LLaMA-family inference on libtorch: greedy generation, continuation scoring, hidden states, logits.
 
 ``path`` is an HF model directory (config.json + safetensors; its tokenizer.model / tokenizer.json is used
-unless ``tokenizer`` is given) or a llama2.c ``.bin`` checkpoint (pass ``tokenizer=`` for text input).
+unless ``tokenizer`` is given), a GGUF file (its own tokenizer is used unless ``tokenizer`` is given) or a
+llama2.c ``.bin`` checkpoint (pass ``tokenizer=`` for text input).
 Prompts are str (tokenized with BOS) or lists of token ids (used as given).
 
     engine = crossicl.Engine("stories260K.bin", tokenizer="tok512.model")
@@ -248,7 +318,7 @@ Prompts are str (tokenized with BOS) or lists of token ids (used as given).
             o.max_new_tokens = max_new_tokens;
             o.stop = std::move(stop);
             o.stop_at_eos = stop_at_eos;
-            o.truncation = truncation;
+            o.truncation = truncation_from_name(truncation);
             return released([&] { return p.is_text ? e.generate(p.texts, o) : e.generate(p.ids, o); });
           },
           py::arg("prompts"), py::kw_only(), py::arg("max_new_tokens") = 10,
@@ -260,19 +330,13 @@ Prompts are str (tokenized with BOS) or lists of token ids (used as given).
       .def(
           "score",
           [](Engine& e, const py::object& prompt, const py::object& continuations, const std::string& truncation) {
-            ScoreOptions o;
-            o.truncation = truncation;
-            Prompts c = prompts_of(continuations, "continuation");
-            if (is_text(prompt)) {
-              const std::string text = utf8_of(prompt, "prompt", 0);
-              if (!c.is_text && !c.ids.empty())
-                throw InvalidArgument("continuations must be text when the prompt is text");
-              return released([&] { return e.score(text, c.texts, o); });
-            }
-            Ids ids = ids_of(prompt, "prompt", 0);
-            if (c.is_text && !c.texts.empty())
-              throw InvalidArgument("continuations must be token-id lists when the prompt is token ids");
-            return released([&] { return e.score(ids, c.ids, o); });
+            // Engine::score is score_batch of one prompt (its errors for a missing tokenizer or an empty
+            // prompt come first, even without continuations)
+            const ScoreOptions o = score_options(truncation);
+            ScoreArgs a = score_args_one(prompt, continuations);
+            if (a.prompts.is_text)
+              return released([&] { return e.score(a.prompts.texts[0], a.continuations[0].texts, o); });
+            return released([&] { return e.score(a.prompts.ids[0], a.continuations[0].ids, o); });
           },
           py::arg("prompt"), py::arg("continuations"), py::kw_only(), py::arg("truncation") = "none",
           "Log-probs of each continuation after the prompt -> list[ScoreResult] (.sum, .mean, .first = "
@@ -281,50 +345,8 @@ Prompts are str (tokenized with BOS) or lists of token ids (used as given).
       .def(
           "score_batch",
           [](Engine& e, const py::object& prompts, const py::object& continuations, const std::string& truncation) {
-            ScoreOptions o;
-            o.truncation = truncation;
-            Prompts p = prompts_of(prompts, "prompt");
-            const std::size_t n = p.is_text ? p.texts.size() : p.ids.size();
-            if (is_text(continuations) || !py::isinstance<py::sequence>(continuations))
-              throw InvalidArgument("continuations must be a list of str / token-id lists (applied to every "
-                                    "prompt) or one such list per prompt");
-            py::sequence seq = continuations.cast<py::sequence>();
-            // flat: a list of str, or a list of id lists (its first item's first item is an int)
-            bool flat = false;
-            if (py::len(seq) > 0) {
-              py::object first = seq[0];
-              if (is_text(first)) {
-                flat = true;
-              } else if (py::isinstance<py::sequence>(first) && py::len(first) > 0) {
-                py::object inner = first.cast<py::sequence>()[0];
-                flat = !is_text(inner) && !py::isinstance<py::sequence>(inner);
-              }
-            }
-            std::vector<Prompts> per;
-            if (flat) {
-              per.assign(n, prompts_of(continuations, "continuation"));
-            } else {
-              for (const py::handle& c : seq) per.push_back(prompts_of(py::reinterpret_borrow<py::object>(c),
-                                                                       "continuation"));
-            }
-            if (per.size() != n)
-              throw InvalidArgument(fmt::format("score_batch needs one continuation list per prompt (prompts={}, "
-                                                "continuations={})",
-                                                n, per.size()));
-            for (std::size_t k = 0; k < n; ++k) {
-              const std::size_t count = per[k].is_text ? per[k].texts.size() : per[k].ids.size();
-              if (count > 0 && per[k].is_text != p.is_text)
-                throw InvalidArgument(fmt::format("continuations of prompt {} must be {} like the prompts", k,
-                                                  p.is_text ? "text" : "token-id lists"));
-            }
-            if (p.is_text) {
-              std::vector<std::vector<std::string>> c;
-              for (auto& x : per) c.push_back(std::move(x.texts));
-              return released([&] { return e.score_batch(p.texts, c, o); });
-            }
-            std::vector<std::vector<Ids>> c;
-            for (auto& x : per) c.push_back(std::move(x.ids));
-            return released([&] { return e.score_batch(p.ids, c, o); });
+            ScoreArgs a = score_args(prompts, continuations);
+            return score_batch(e, a, score_options(truncation));
           },
           py::arg("prompts"), py::arg("continuations"), py::kw_only(), py::arg("truncation") = "none",
           "score() for many prompts -> list (per prompt) of list[ScoreResult]. continuations: one list per prompt, "
@@ -355,33 +377,36 @@ Prompts are str (tokenized with BOS) or lists of token ids (used as given).
             Prompts p = prompts_of(prompts, "prompt");
             HiddenStatesOptions o;
             o.layers = std::move(layers);
-            o.pooling = pooling;
+            o.pooling = pooling_from_name(pooling);
             o.begin = begin;
             o.end = end;
-            o.truncation = truncation;
+            o.truncation = truncation_from_name(truncation);
             std::vector<at::Tensor> hs =
                 released([&] { return p.is_text ? e.hidden_states(p.texts, o) : e.hidden_states(p.ids, o); });
-            if (pooling == "none") {
+            if (o.pooling == Pooling::None) {
               py::list out;
-              for (const auto& h : hs) out.append(to_numpy(h));
+              for (const auto& h : hs) out.append(tensor_to_numpy(h));
               return py::object(std::move(out));
             }
             if (hs.empty())
               return py::array_t<float>(std::vector<py::ssize_t>{0, static_cast<py::ssize_t>(o.layers.size()),
                                                                   static_cast<py::ssize_t>(e.config().dim)});
-            return to_numpy(at::stack(hs, 0));
+            return tensor_to_numpy(at::stack(hs, 0));
           },
           py::arg("prompts"), py::kw_only(), py::arg("layers") = std::vector<int>{-1}, py::arg("pooling") = "mean",
           py::arg("begin") = 0, py::arg("end") = -1, py::arg("truncation") = "none",
           "Hidden states as float32 numpy: [n_prompts, n_layers, dim] for pooling 'mean' (tokens [begin, end), "
           "end=-1 = all) or 'last'; for 'none' a list of [n_layers, n_tokens, dim]. Layer 0 = embeddings, i = "
           "output of block i, -1 / n_layers = final-norm output (as HF output_hidden_states).")
+      .def("resolve_layers", &Engine::resolve_layers, py::arg("layers"),
+           "Layer numbers made absolute (0 .. n_layers; negatives count from the end, -1 = n_layers), with "
+           "hidden_states' rule: ValueError for an empty list or a layer outside [-(n_layers + 1), n_layers].")
       .def(
           "logits",
           [](Engine& e, const py::object& token_ids) {
             Ids ids = ids_of(token_ids, "token_ids", 0);
             at::Tensor l = released([&] { return e.logits(ids); });
-            return to_numpy(l);
+            return tensor_to_numpy(l);
           },
           py::arg("token_ids"), "Logits of every position of one id sequence -> float32 numpy [n, vocab].");
 }

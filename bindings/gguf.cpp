@@ -5,8 +5,7 @@
 
 #include "crossicl/core/error.h"
 #include "crossicl/engine/gguf.h"
-#include "detail/engine_mmap.h"
-#include "json_convert.h"
+#include "convert.h"
 #include "registry.h"
 
 namespace py = pybind11;
@@ -14,12 +13,6 @@ namespace py = pybind11;
 namespace crossicl::bindings {
 
 namespace {
-
-// A GGUF reader together with the mapping it reads from.
-struct GGUFFile {
-  std::shared_ptr<detail::MappedFile> map;
-  std::unique_ptr<GGUFReader> reader;
-};
 
 GGMLType type_from_name(const std::string& name) {
   for (std::uint32_t t = 0; t < 64; ++t)
@@ -44,27 +37,23 @@ void register_gguf(py::module_& m) {
       .def_readonly("nbytes", &GGUFTensorInfo::nbytes);
 
   py::class_<GGUFFile>(m, "GGUFFile", "A memory-mapped GGUF file: metadata, tensor directory, dequantised tensors.")
-      .def(py::init([](const std::string& path) {
-             GGUFFile f;
-             f.map = detail::MappedFile::open(path);
-             f.reader = std::make_unique<GGUFReader>(f.map->data(), f.map->size(), path);
-             return f;
-           }),
-           py::arg("path"), py::call_guard<py::gil_scoped_release>())
-      .def_property_readonly("version", [](const GGUFFile& f) { return f.reader->version(); })
-      .def_property_readonly("alignment", [](const GGUFFile& f) { return f.reader->alignment(); })
-      .def_property_readonly("metadata", [](const GGUFFile& f) { return json_to_py(f.reader->metadata()); })
-      .def_property_readonly("tensors", [](const GGUFFile& f) { return f.reader->tensors(); })
+      .def(py::init([](const std::string& path) { return released([&] { return GGUFFile::open(path); }); }),
+           py::arg("path"))
+      .def_property_readonly("version", [](const GGUFFile& f) { return f.reader().version(); })
+      .def_property_readonly("alignment", [](const GGUFFile& f) { return f.reader().alignment(); })
+      .def_property_readonly("metadata", [](const GGUFFile& f) { return json_to_py(f.reader().metadata()); })
+      .def_property_readonly("tensors", [](const GGUFFile& f) { return f.reader().tensors(); })
       .def("tokenizer",
-           [](const GGUFFile& f) { return std::shared_ptr<Tokenizer>(Tokenizer::from_vocab(vocab_from_gguf(*f.reader))); },
+           [](const GGUFFile& f) {
+             return std::shared_ptr<Tokenizer>(Tokenizer::from_vocab(vocab_from_gguf(f.reader())));
+           },
            "The tokenizer stored in the file's tokenizer.ggml.* metadata.")
       .def("read",
            [](const GGUFFile& f, const std::string& name) {
-             const GGUFTensorInfo& t = f.reader->tensor(name);
+             const GGUFTensorInfo& t = f.reader().tensor(name);
              py::array_t<float> out(numpy_shape(t.shape));
              float* dst = out.mutable_data();
-             py::gil_scoped_release release;
-             f.reader->read_f32(t, dst);
+             released([&] { f.reader().read_f32(t, dst); });
              return out;
            },
            py::arg("name"), "The tensor dequantised to float32, in numpy order.");

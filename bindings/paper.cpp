@@ -1,6 +1,7 @@
 #include <pybind11/stl.h>
 
 #include "crossicl/core/paper.h"
+#include "convert.h"
 #include "registry.h"
 
 namespace py = pybind11;
@@ -25,14 +26,17 @@ void register_paper(py::module_& m) {
       .def("demo", &paper::Pack::demo, py::arg("target"), py::arg("id"), py::arg("source"), py::arg("rank") = 0)
       .def("pseudo_pool", &paper::Pack::pseudo_pool, py::arg("target"), py::return_value_policy::reference_internal)
       .def("pseudo_positions", &paper::Pack::pseudo_positions, py::arg("target"), py::arg("seed"), py::arg("k"))
-      .def("source_pool", &paper::Pack::source_pool, py::arg("source"), py::call_guard<py::gil_scoped_release>())
+      .def("source_pool",
+           [](const paper::Pack& pk, const std::string& source) {
+             return released([&] { return pk.source_pool(source); });
+           },
+           py::arg("source"))
       .def("_prompt",
            [](const paper::Pack& pk, std::string target, std::string method, std::string source, int shots,
               std::optional<int> seed, std::string id, std::vector<std::string> models) {
              paper::Row row{std::move(target), std::move(method), std::move(source), shots, seed, std::move(id),
                             std::move(models)};
-             py::gil_scoped_release release;
-             return pk.prompt(row);
+             return released([&] { return pk.prompt(row); });
            },
            py::arg("target"), py::arg("method"), py::arg("source"), py::arg("shots"), py::arg("seed"), py::arg("id"),
            py::arg("models"));

@@ -1,6 +1,7 @@
 #include <pybind11/stl.h>
 
 #include "crossicl/core/prompt.h"
+#include "convert.h"
 #include "registry.h"
 
 namespace py = pybind11;
@@ -8,20 +9,15 @@ namespace py = pybind11;
 namespace crossicl::bindings {
 
 void register_prompt(py::module_& m) {
-  py::class_<Span>(m, "Span", "Bytes [begin, end) of a prompt's UTF-8 text holding one piece.")
-      .def_readonly("kind", &Span::kind)
-      .def_readonly("task", &Span::task)
-      .def_readonly("index", &Span::index)
-      .def_readonly("begin", &Span::begin)
-      .def_readonly("end", &Span::end)
+  readonly(py::class_<Span>(m, "Span", "Bytes [begin, end) of a prompt's UTF-8 text holding one piece."),
+           "kind", &Span::kind, "task", &Span::task, "index", &Span::index, "begin", &Span::begin, "end", &Span::end)
       .def("__repr__", [](const Span& s) {
         return "Span('" + s.kind + "', '" + s.task + "', index=" + std::to_string(s.index) +
                ", begin=" + std::to_string(s.begin) + ", end=" + std::to_string(s.end) + ")";
       });
 
-  py::class_<Prompt>(m, "Prompt", "A built prompt: text plus the spans of its pieces.")
-      .def_readonly("text", &Prompt::text)
-      .def_readonly("spans", &Prompt::spans)
+  readonly(py::class_<Prompt>(m, "Prompt", "A built prompt: text plus the spans of its pieces."),
+           "text", &Prompt::text, "spans", &Prompt::spans)
       .def("piece", [](const Prompt& p, std::size_t i) {
         if (i >= p.spans.size()) throw py::index_error("span index out of range");
         return py::str(p.text.substr(p.spans[i].begin, p.spans[i].end - p.spans[i].begin));

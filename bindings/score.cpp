@@ -15,6 +15,7 @@
 #include "crossicl/core/error.h"
 #include "crossicl/core/score.h"
 #include "crossicl/core/stats.h"
+#include "convert.h"
 #include "registry.h"
 
 namespace py = pybind11;
@@ -91,20 +92,21 @@ gold: a string, or a list of accepted strings (hit if any matches; compare_outpu
         const std::vector<std::string> lab = labels_or_empty(labels);
         bool any_list = false;
         for (const auto& g : golds) any_list |= std::holds_alternative<std::vector<std::string>>(g);
-        py::gil_scoped_release release;
-        if (!any_list) {
-          std::vector<std::string> flat;
-          flat.reserve(golds.size());
-          for (const auto& g : golds) flat.push_back(std::get<std::string>(g));
-          return accuracy(preds, flat, s, lab);
-        }
-        std::vector<std::vector<std::string>> lists;
-        lists.reserve(golds.size());
-        for (const auto& g : golds) {
-          if (const auto* one = std::get_if<std::string>(&g)) lists.push_back({*one});
-          else lists.push_back(std::get<std::vector<std::string>>(g));
-        }
-        return accuracy(preds, lists, s, lab);
+        return released([&] {
+          if (!any_list) {
+            std::vector<std::string> flat;
+            flat.reserve(golds.size());
+            for (const auto& g : golds) flat.push_back(std::get<std::string>(g));
+            return accuracy(preds, flat, s, lab);
+          }
+          std::vector<std::vector<std::string>> lists;
+          lists.reserve(golds.size());
+          for (const auto& g : golds) {
+            if (const auto* one = std::get_if<std::string>(&g)) lists.push_back({*one});
+            else lists.push_back(std::get<std::vector<std::string>>(g));
+          }
+          return accuracy(preds, lists, s, lab);
+        });
       },
       py::arg("preds"), py::arg("golds"), py::arg("scorer") = "paper_eval", py::kw_only(),
       py::arg("labels") = py::none(),
@@ -144,8 +146,7 @@ golds: strings, or lists of accepted strings. ValueError if the lengths differ o
         const Alternative alt = alternative_from_name(alternative);
         const std::vector<double> va = as_vector(a, "a");
         const std::vector<double> vb = as_vector(b, "b");
-        py::gil_scoped_release release;
-        return paired_ttest(va, vb, alt);
+        return released([&] { return paired_ttest(va, vb, alt); });
       },
       py::arg("a"), py::arg("b"), py::kw_only(), py::arg("alternative") = "greater",
       R"doc(Paired t-test of a against b, as scipy.stats.ttest_rel(a, b, alternative=alternative).

@@ -15,6 +15,7 @@
 
 #include "crossicl/core/error.h"
 #include "crossicl/core/select.h"
+#include "convert.h"
 #include "registry.h"
 
 namespace py = pybind11;
@@ -38,15 +39,15 @@ FloatMatrix as_matrix(const py::handle& obj, const char* what) {
   return arr;
 }
 
+// A [rows, cols] numpy array owning `v` (no copy).
 template <class T>
-py::array_t<T> to_numpy(std::vector<T>&& v, std::int64_t rows, std::int64_t cols) {
-  auto* owned = new std::vector<T>(std::move(v));
-  py::capsule owner(owned, [](void* p) { delete static_cast<std::vector<T>*>(p); });
-  return py::array_t<T>({rows, cols}, owned->data(), owner);
+py::array_t<T> to_matrix(std::vector<T>&& v, std::int64_t rows, std::int64_t cols) {
+  return to_numpy(std::move(v), {static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(cols)});
 }
 
 py::tuple result_tuple(SelectResult&& r) {
-  return py::make_tuple(to_numpy(std::move(r.ids), r.n_queries, r.k), to_numpy(std::move(r.scores), r.n_queries, r.k));
+  return py::make_tuple(to_matrix(std::move(r.ids), r.n_queries, r.k),
+                        to_matrix(std::move(r.scores), r.n_queries, r.k));
 }
 
 CosineOptions cosine_options(std::size_t query_block, std::size_t pool_block, int num_threads) {
@@ -57,24 +58,31 @@ CosineOptions cosine_options(std::size_t query_block, std::size_t pool_block, in
   return o;
 }
 
-struct PyCosineTopK {
+// A selector over one embedding pool, with the array it reads (kept alive: see the file comment).
+template <class Impl>
+struct PoolSelector {
   FloatMatrix pool;
-  std::unique_ptr<CosineTopK> impl;
+  std::unique_ptr<Impl> impl;
 };
+
+using PyCosineTopK = PoolSelector<CosineTopK>;
+using PyMMR = PoolSelector<MMR>;
+using PyLabelBalancedTopK = PoolSelector<LabelBalancedTopK>;
+
+// Takes `pool` (see as_matrix) and builds Impl(data, rows, dim, args...) over it without the GIL.
+template <class Impl, class... Args>
+std::unique_ptr<PoolSelector<Impl>> make_pool_selector(const py::handle& pool, Args&&... args) {
+  auto self = std::make_unique<PoolSelector<Impl>>();
+  self->pool = as_matrix(pool, "pool");
+  const float* data = self->pool.data();
+  const std::int64_t rows = self->pool.shape(0), dim = self->pool.shape(1);
+  released([&] { self->impl = std::make_unique<Impl>(data, rows, dim, std::forward<Args>(args)...); });
+  return self;
+}
 
 struct PyMixedCosineTopK {
   std::vector<FloatMatrix> pools;
   std::unique_ptr<MixedCosineTopK> impl;
-};
-
-struct PyMMR {
-  FloatMatrix pool;
-  std::unique_ptr<MMR> impl;
-};
-
-struct PyLabelBalancedTopK {
-  FloatMatrix pool;
-  std::unique_ptr<LabelBalancedTopK> impl;
 };
 
 // Runs a selector on a queries matrix with the GIL released.
@@ -83,8 +91,18 @@ auto run_select(const Selector& sel, const py::handle& queries_obj, std::int64_t
   FloatMatrix q = as_matrix(queries_obj, "queries");
   const float* data = q.data();
   const std::int64_t n = q.shape(0), d = q.shape(1);
-  py::gil_scoped_release release;
-  return sel.select(data, n, d, k);
+  return released([&] { return sel.select(data, n, d, k); });
+}
+
+// select(queries, k) -> (ids, scores) of a PoolSelector, and its pool array.
+template <class Impl>
+py::tuple pool_select(const PoolSelector<Impl>& self, const py::handle& queries, std::int64_t k) {
+  return result_tuple(run_select(*self.impl, queries, k));
+}
+
+template <class Impl>
+FloatMatrix pool_array(const PoolSelector<Impl>& self) {
+  return self.pool;
 }
 
 constexpr const char* kCosineDoc = R"doc(Exact cosine top-k of many queries against one embedding pool.
@@ -103,25 +121,13 @@ pool; the scores do not depend on the block sizes. Example::
 void register_select(py::module_& m) {
   py::class_<PyCosineTopK>(m, "CosineTopK", kCosineDoc)
       .def(py::init([](const py::handle& pool, std::size_t query_block, std::size_t pool_block, int num_threads) {
-             auto self = std::make_unique<PyCosineTopK>();
-             self->pool = as_matrix(pool, "pool");
-             const float* data = self->pool.data();
-             const std::int64_t rows = self->pool.shape(0), dim = self->pool.shape(1);
-             py::gil_scoped_release release;
-             self->impl = std::make_unique<CosineTopK>(data, rows, dim,
-                                                       cosine_options(query_block, pool_block, num_threads));
-             return self;
+             return make_pool_selector<CosineTopK>(pool, cosine_options(query_block, pool_block, num_threads));
            }),
            py::arg("pool"), py::kw_only(), py::arg("query_block") = CosineOptions{}.query_block,
            py::arg("pool_block") = CosineOptions{}.pool_block, py::arg("num_threads") = CosineOptions{}.num_threads)
-      .def(
-          "select",
-          [](const PyCosineTopK& self, const py::handle& queries, std::int64_t k) {
-            return result_tuple(run_select(*self.impl, queries, k));
-          },
-          py::arg("queries"), py::arg("k"),
+      .def("select", &pool_select<CosineTopK>, py::arg("queries"), py::arg("k"),
           "Top-k pool rows of each query row: (ids int64 [n_queries, k], scores float32 [n_queries, k]).")
-      .def_property_readonly("pool", [](const PyCosineTopK& self) { return self.pool; })
+      .def_property_readonly("pool", &pool_array<CosineTopK>)
       .def_property_readonly("pool_size", [](const PyCosineTopK& self) { return self.impl->pool_size(); })
       .def_property_readonly("dim", [](const PyCosineTopK& self) { return self.impl->dim(); })
       .def_property_readonly("query_block", [](const PyCosineTopK& self) { return self.impl->options().query_block; })
@@ -148,8 +154,10 @@ Order: descending similarity, then the lower pool index, then the lower row. Exa
                const FloatMatrix& a = self->pools.back();
                views.push_back({a.data(), a.shape(0), a.shape(1)});
              }
-             py::gil_scoped_release release;
-             self->impl = std::make_unique<MixedCosineTopK>(views, cosine_options(query_block, pool_block, num_threads));
+             released([&] {
+               self->impl =
+                   std::make_unique<MixedCosineTopK>(views, cosine_options(query_block, pool_block, num_threads));
+             });
              return self;
            }),
            py::arg("pools"), py::kw_only(), py::arg("query_block") = CosineOptions{}.query_block,
@@ -158,9 +166,9 @@ Order: descending similarity, then the lower pool index, then the lower row. Exa
           "select",
           [](const PyMixedCosineTopK& self, const py::handle& queries, std::int64_t k) {
             MixedSelectResult r = run_select(*self.impl, queries, k);
-            auto pool_ids = to_numpy(std::move(r.pool_ids), r.n_queries, r.k);
-            return py::make_tuple(pool_ids, to_numpy(std::move(r.ids), r.n_queries, r.k),
-                                  to_numpy(std::move(r.scores), r.n_queries, r.k));
+            auto pool_ids = to_matrix(std::move(r.pool_ids), r.n_queries, r.k);
+            return py::make_tuple(pool_ids, to_matrix(std::move(r.ids), r.n_queries, r.k),
+                                  to_matrix(std::move(r.scores), r.n_queries, r.k));
           },
           py::arg("queries"), py::arg("k"),
           "(pool_ids int64, ids int64, scores float32), each [n_queries, k].")
@@ -179,28 +187,17 @@ similarity to the query. Example::
 )doc")
       .def(py::init([](const py::handle& pool, float lambda, std::int64_t fetch_k, std::size_t query_block,
                        std::size_t pool_block, int num_threads) {
-             auto self = std::make_unique<PyMMR>();
-             self->pool = as_matrix(pool, "pool");
              MMROptions o;
              o.lambda = lambda;
              o.fetch_k = fetch_k;
              o.cosine = cosine_options(query_block, pool_block, num_threads);
-             const float* data = self->pool.data();
-             const std::int64_t rows = self->pool.shape(0), dim = self->pool.shape(1);
-             py::gil_scoped_release release;
-             self->impl = std::make_unique<MMR>(data, rows, dim, o);
-             return self;
+             return make_pool_selector<MMR>(pool, o);
            }),
            py::arg("pool"), py::kw_only(), py::arg("lambda_") = MMROptions{}.lambda,
            py::arg("fetch_k") = MMROptions{}.fetch_k, py::arg("query_block") = CosineOptions{}.query_block,
            py::arg("pool_block") = CosineOptions{}.pool_block, py::arg("num_threads") = CosineOptions{}.num_threads)
-      .def(
-          "select",
-          [](const PyMMR& self, const py::handle& queries, std::int64_t k) {
-            return result_tuple(run_select(*self.impl, queries, k));
-          },
-          py::arg("queries"), py::arg("k"))
-      .def_property_readonly("pool", [](const PyMMR& self) { return self.pool; })
+      .def("select", &pool_select<MMR>, py::arg("queries"), py::arg("k"))
+      .def_property_readonly("pool", &pool_array<MMR>)
       .def_property_readonly("lambda_", [](const PyMMR& self) { return self.impl->options().lambda; })
       .def_property_readonly("fetch_k", [](const PyMMR& self) { return self.impl->options().fetch_k; })
       .def_property_readonly("pool_size", [](const PyMMR& self) { return self.impl->pool_size(); });
@@ -215,24 +212,13 @@ similar remaining rows. Picks are returned by descending similarity. Example::
 )doc")
       .def(py::init([](const py::handle& pool, std::vector<std::string> labels, std::size_t query_block,
                        std::size_t pool_block, int num_threads) {
-             auto self = std::make_unique<PyLabelBalancedTopK>();
-             self->pool = as_matrix(pool, "pool");
-             const float* data = self->pool.data();
-             const std::int64_t rows = self->pool.shape(0), dim = self->pool.shape(1);
-             py::gil_scoped_release release;
-             self->impl = std::make_unique<LabelBalancedTopK>(data, rows, dim, std::move(labels),
-                                                              cosine_options(query_block, pool_block, num_threads));
-             return self;
+             return make_pool_selector<LabelBalancedTopK>(pool, std::move(labels),
+                                                          cosine_options(query_block, pool_block, num_threads));
            }),
            py::arg("pool"), py::arg("labels"), py::kw_only(), py::arg("query_block") = CosineOptions{}.query_block,
            py::arg("pool_block") = CosineOptions{}.pool_block, py::arg("num_threads") = CosineOptions{}.num_threads)
-      .def(
-          "select",
-          [](const PyLabelBalancedTopK& self, const py::handle& queries, std::int64_t k) {
-            return result_tuple(run_select(*self.impl, queries, k));
-          },
-          py::arg("queries"), py::arg("k"))
-      .def_property_readonly("pool", [](const PyLabelBalancedTopK& self) { return self.pool; })
+      .def("select", &pool_select<LabelBalancedTopK>, py::arg("queries"), py::arg("k"))
+      .def_property_readonly("pool", &pool_array<LabelBalancedTopK>)
       .def_property_readonly("labels", [](const PyLabelBalancedTopK& self) { return self.impl->label_names(); })
       .def_property_readonly("pool_size", [](const PyLabelBalancedTopK& self) { return self.impl->pool_size(); });
 
@@ -250,34 +236,22 @@ then the lower row. Example::
              o.k1 = k1;
              o.b = b;
              o.num_threads = num_threads;
-             py::gil_scoped_release release;
-             return std::make_unique<BM25TopK>(docs, o);
+             return released([&] { return std::make_unique<BM25TopK>(docs, o); });
            }),
            py::arg("docs"), py::kw_only(), py::arg("k1") = BM25Options{}.k1, py::arg("b") = BM25Options{}.b,
            py::arg("num_threads") = BM25Options{}.num_threads)
       .def(
           "select",
           [](const BM25TopK& self, const std::vector<std::string>& queries, std::int64_t k) {
-            SelectResult r;
-            {
-              py::gil_scoped_release release;
-              r = self.select(queries, k);
-            }
-            return result_tuple(std::move(r));
+            return result_tuple(released([&] { return self.select(queries, k); }));
           },
           py::arg("queries"), py::arg("k"))
       .def(
           "scores",
           [](const BM25TopK& self, const std::string& query) {
-            std::vector<double> s;
-            {
-              py::gil_scoped_release release;
-              s = self.scores(query);
-            }
+            std::vector<double> s = released([&] { return self.scores(query); });
             const auto n = static_cast<py::ssize_t>(s.size());
-            auto* owned = new std::vector<double>(std::move(s));
-            py::capsule owner(owned, [](void* p) { delete static_cast<std::vector<double>*>(p); });
-            return py::array_t<double>({n}, owned->data(), owner);
+            return to_numpy(std::move(s), {n});
           },
           py::arg("query"), "BM25 score of every document for one query (float64 [pool_size]).")
       .def_static("tokenize", &BM25TopK::tokenize, py::arg("text"))
@@ -306,13 +280,10 @@ unbiased rejection); see include/crossicl/core/select.h. Scores are 0. Example::
           [](const RandomSelector& self, std::int64_t n_queries, std::int64_t k,
              const std::optional<std::vector<std::int64_t>>& exclude,
              const std::optional<std::vector<std::vector<std::int64_t>>>& exclude_per_query) {
-            SelectResult r;
-            {
-              py::gil_scoped_release release;
-              r = self.select(n_queries, k, exclude.value_or(std::vector<std::int64_t>{}),
-                              exclude_per_query.value_or(std::vector<std::vector<std::int64_t>>{}));
-            }
-            return result_tuple(std::move(r));
+            return result_tuple(released([&] {
+              return self.select(n_queries, k, exclude.value_or(std::vector<std::int64_t>{}),
+                                 exclude_per_query.value_or(std::vector<std::vector<std::int64_t>>{}));
+            }));
           },
           py::arg("n_queries"), py::arg("k"), py::kw_only(), py::arg("exclude") = py::none(),
           py::arg("exclude_per_query") = py::none(),
@@ -327,9 +298,7 @@ unbiased rejection); see include/crossicl/core/select.h. Scores are 0. Example::
           throw InvalidArgument(fmt::format("seed must be in [0, 2**32 - 1] (seed={})", seed));
         std::vector<std::int64_t> p = numpy_legacy_permutation(static_cast<std::uint32_t>(seed), n);
         const auto len = static_cast<py::ssize_t>(p.size());
-        auto* owned = new std::vector<std::int64_t>(std::move(p));
-        py::capsule owner(owned, [](void* q) { delete static_cast<std::vector<std::int64_t>*>(q); });
-        return py::array_t<std::int64_t>({len}, owned->data(), owner);
+        return to_numpy(std::move(p), {len});
       },
       py::arg("seed"), py::arg("n"),
       "numpy's np.random.RandomState(seed).permutation(n), bit for bit (int64 [n]).");

@@ -1,7 +1,7 @@
 #include <pybind11/stl.h>
 
 #include "crossicl/core/task.h"
-#include "json_convert.h"
+#include "convert.h"
 #include "registry.h"
 
 namespace py = pybind11;
@@ -9,22 +9,14 @@ namespace py = pybind11;
 namespace crossicl::bindings {
 
 void register_tasks(py::module_& m) {
-  py::class_<FixedDemo>(m, "FixedDemo", "A fixed hand-written demonstration of a task card.")
-      .def_readonly("instruction", &FixedDemo::instruction)
-      .def_readonly("fields", &FixedDemo::fields)
-      .def_readonly("label", &FixedDemo::label)
-      .def_readonly("text", &FixedDemo::text);
+  readonly(py::class_<FixedDemo>(m, "FixedDemo", "A fixed hand-written demonstration of a task card."),
+           "instruction", &FixedDemo::instruction, "fields", &FixedDemo::fields, "label", &FixedDemo::label,
+           "text", &FixedDemo::text);
 
-  py::class_<Task>(m, "Task", "One task card.")
-      .def_readonly("name", &Task::name)
-      .def_readonly("role", &Task::role)
-      .def_readonly("instruction", &Task::instruction)
-      .def_readonly("template_id", &Task::template_id)
-      .def_readonly("input_fields", &Task::input_fields)
-      .def_readonly("label_space", &Task::label_space)
-      .def_readonly("in_task_demo", &Task::in_task_demo)
-      .def_readonly("random_ablation_demos", &Task::random_ablation_demos)
-      .def_readonly("templates", &Task::templates)
+  readonly(py::class_<Task>(m, "Task", "One task card."), "name", &Task::name, "role", &Task::role,
+           "instruction", &Task::instruction, "template_id", &Task::template_id, "input_fields", &Task::input_fields,
+           "label_space", &Task::label_space, "in_task_demo", &Task::in_task_demo,
+           "random_ablation_demos", &Task::random_ablation_demos, "templates", &Task::templates)
       .def_property_readonly("extra", [](const Task& t) { return json_to_py(t.extra); })
       .def("__repr__", [](const Task& t) { return "Task('" + t.name + "', role='" + t.role + "')"; });
 

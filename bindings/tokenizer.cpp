@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "crossicl/engine/tokenizer.h"
+#include "convert.h"
 #include "registry.h"
 
 namespace py = pybind11;
@@ -17,16 +18,8 @@ namespace crossicl::bindings {
 
 namespace {
 
-// Decoded text as a Python str; undecodable bytes (never produced by the tokenizers) become U+FFFD.
-py::str to_str(const std::string& s) {
-  PyObject* o = PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "replace");
-  if (!o) throw py::error_already_set();
-  return py::reinterpret_steal<py::str>(o);
-}
-
 std::shared_ptr<Tokenizer> load(const std::filesystem::path& path) {
-  py::gil_scoped_release release;
-  return std::shared_ptr<Tokenizer>(Tokenizer::from_file(path.string()));
+  return released([&] { return std::shared_ptr<Tokenizer>(Tokenizer::from_file(path.string())); });
 }
 
 std::vector<std::vector<std::int32_t>> encode_batch(const Tokenizer& tok, const std::vector<std::string>& texts,
@@ -87,8 +80,7 @@ Thread-safe; encode/decode release the GIL.
             v.unk_id = unk_id;
             v.add_bos = add_bos;
             v.add_eos = add_eos;
-            py::gil_scoped_release release;
-            return std::shared_ptr<Tokenizer>(Tokenizer::from_vocab(v));
+            return released([&] { return std::shared_ptr<Tokenizer>(Tokenizer::from_vocab(v)); });
           },
           py::arg("tokens"), py::kw_only(), py::arg("model") = "llama", py::arg("scores") = std::vector<float>{},
           py::arg("token_types") = std::vector<std::int32_t>{}, py::arg("merges") = std::vector<std::string>{},
@@ -101,12 +93,7 @@ Thread-safe; encode/decode release the GIL.
       .def(
           "encode",
           [](const Tokenizer& tok, const std::string& text, bool bos, bool eos) {
-            std::vector<std::int32_t> ids;
-            {
-              py::gil_scoped_release release;
-              ids = tok.encode(text, bos, eos);
-            }
-            return ids;
+            return released([&] { return tok.encode(text, bos, eos); });
           },
           py::arg("text"), py::kw_only(), py::arg("bos") = true, py::arg("eos") = false,
           "Token ids of text (str, or UTF-8 bytes). bos: the tokenizer's leading special tokens (BOS); eos: append "
@@ -114,12 +101,8 @@ Thread-safe; encode/decode release the GIL.
       .def(
           "encode_with_offsets",
           [](const Tokenizer& tok, const std::string& text, bool bos, bool eos) {
-            std::vector<std::int32_t> ids;
             std::vector<TokenOffset> offsets;
-            {
-              py::gil_scoped_release release;
-              ids = tok.encode_with_offsets(text, offsets, bos, eos);
-            }
+            std::vector<std::int32_t> ids = released([&] { return tok.encode_with_offsets(text, offsets, bos, eos); });
             return py::make_tuple(ids, offsets);
           },
           py::arg("text"), py::kw_only(), py::arg("bos") = true, py::arg("eos") = false,
@@ -128,24 +111,14 @@ Thread-safe; encode/decode release the GIL.
       .def(
           "encode_batch",
           [](const Tokenizer& tok, const std::vector<std::string>& texts, bool bos, bool eos) {
-            std::vector<std::vector<std::int32_t>> out;
-            {
-              py::gil_scoped_release release;
-              out = encode_batch(tok, texts, bos, eos);
-            }
-            return out;
+            return released([&] { return encode_batch(tok, texts, bos, eos); });
           },
           py::arg("texts"), py::kw_only(), py::arg("bos") = true, py::arg("eos") = false,
           "encode() of each text, on several threads without the GIL.")
       .def(
           "decode",
           [](const Tokenizer& tok, const std::vector<std::int32_t>& ids, bool keep_special) {
-            std::string s;
-            {
-              py::gil_scoped_release release;
-              s = tok.decode(ids, keep_special);
-            }
-            return to_str(s);
+            return to_str(released([&] { return tok.decode(ids, keep_special); }));
           },
           py::arg("ids"), py::kw_only(), py::arg("keep_special") = false,
           "Text of ids; special tokens are skipped unless keep_special. Raises ValueError for an id out of range.")

@@ -8,7 +8,7 @@ import numpy
 import numpy.typing
 import os
 import typing
-__all__: list[str] = ['BM25TopK', 'CosineTopK', 'Engine', 'Example', 'FixedDemo', 'GGUFFile', 'GGUFTensorInfo', 'GenerateResult', 'InvalidArgument', 'LabelBalancedTopK', 'LoadError', 'MMR', 'MixedCosineTopK', 'ModelConfig', 'PaperPack', 'Prompt', 'PromptBuilder', 'RandomSelector', 'RopeScaling', 'ScoreResult', 'SourceBlock', 'Span', 'TTestResult', 'Task', 'TaskSet', 'Template', 'Tokenizer', 'accuracy', 'accuracy_interval', 'dequantize', 'exact_match', 'has_engine', 'headline_gain', 'incomplete_beta', 'is_pandas_na', 'kernel_isa', 'load_examples', 'load_tasks', 'majority_vote', 'normalize', 'normalize_gold', 'numpy_legacy_permutation', 'paired_ttest', 'paper_methods', 'python_lower', 'student_t_sf', 'supported_isas']
+__all__: list[str] = ['BM25TopK', 'CosineTopK', 'Engine', 'Example', 'FixedDemo', 'GGUFFile', 'GGUFTensorInfo', 'GenerateResult', 'InvalidArgument', 'LabelBalancedTopK', 'LoadError', 'MMR', 'MixedCosineTopK', 'ModelConfig', 'PaperPack', 'Prompt', 'PromptBuilder', 'RandomSelector', 'RopeScaling', 'ScoreResult', 'SourceBlock', 'Span', 'TTestResult', 'Task', 'TaskSet', 'Template', 'Tokenizer', 'accuracy', 'accuracy_interval', 'check_pooling', 'check_truncation', 'dequantize', 'exact_match', 'has_engine', 'headline_gain', 'incomplete_beta', 'is_pandas_na', 'kernel_isa', 'load_examples', 'load_tasks', 'majority_vote', 'normalize', 'normalize_gold', 'numpy_legacy_permutation', 'paired_ttest', 'paper_methods', 'python_lower', 'student_t_sf', 'supported_isas']
 class InvalidArgument(ValueError):
     pass
 class LoadError(RuntimeError):
@@ -660,7 +660,8 @@ class Engine:
     LLaMA-family inference on libtorch: greedy generation, continuation scoring, hidden states, logits.
     
     ``path`` is an HF model directory (config.json + safetensors; its tokenizer.model / tokenizer.json is used
-    unless ``tokenizer`` is given) or a llama2.c ``.bin`` checkpoint (pass ``tokenizer=`` for text input).
+    unless ``tokenizer`` is given), a GGUF file (its own tokenizer is used unless ``tokenizer`` is given) or a
+    llama2.c ``.bin`` checkpoint (pass ``tokenizer=`` for text input).
     Prompts are str (tokenized with BOS) or lists of token ids (used as given).
     
         engine = crossicl.Engine("stories260K.bin", tokenizer="tok512.model")
@@ -696,6 +697,10 @@ class Engine:
     def logits(self, token_ids: typing.Any) -> numpy.typing.NDArray[numpy.float32]:
         """
         Logits of every position of one id sequence -> float32 numpy [n, vocab].
+        """
+    def resolve_layers(self, layers: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> list[int]:
+        """
+        Layer numbers made absolute (0 .. n_layers; negatives count from the end, -1 = n_layers), with hidden_states' rule: ValueError for an empty list or a layer outside [-(n_layers + 1), n_layers].
         """
     def score(self, prompt: typing.Any, continuations: typing.Any, *, truncation: str = 'none') -> list[ScoreResult]:
         """
@@ -782,6 +787,14 @@ def accuracy(preds: collections.abc.Sequence[str], golds: collections.abc.Sequen
 def accuracy_interval(hits: typing.SupportsInt | typing.SupportsIndex, n: typing.SupportsInt | typing.SupportsIndex, *, confidence: typing.SupportsFloat | typing.SupportsIndex = 0.95) -> tuple[float, float]:
     """
     Wilson score interval (lo, hi) of an accuracy hits/n, in percent.
+    """
+def check_pooling(name: str) -> str:
+    """
+    The canonical name of a pooling ('mean', 'last', 'none'); ValueError listing them otherwise.
+    """
+def check_truncation(name: str) -> str:
+    """
+    The canonical name of a truncation mode ('none', 'left', 'right'); ValueError listing them otherwise.
     """
 def dequantize(type: str, data: bytes, n: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
     """

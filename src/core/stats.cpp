@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <array>
 #include <limits>
 
 #include <fmt/format.h>
 
 #include "crossicl/core/error.h"
+#include "detail/enum_names.h"
 
 namespace crossicl {
 namespace {
@@ -120,22 +122,14 @@ double normal_two_sided_quantile(double alpha) {
 
 }  // namespace
 
+// Names of Alternative's values, in their order (scipy's).
+constexpr std::array<std::string_view, 3> kAlternativeNames = {"greater", "less", "two-sided"};
+
 Alternative alternative_from_name(std::string_view name) {
-  if (name == "greater") return Alternative::Greater;
-  if (name == "less") return Alternative::Less;
-  if (name == "two-sided") return Alternative::TwoSided;
-  throw InvalidArgument(
-      fmt::format("unknown alternative \"{}\" (valid: \"greater\", \"less\", \"two-sided\")", name));
+  return detail::parse_enum<Alternative>(kAlternativeNames, name, "alternative", detail::NameError::Unknown);
 }
 
-std::string_view alternative_name(Alternative alternative) {
-  switch (alternative) {
-    case Alternative::Greater: return "greater";
-    case Alternative::Less: return "less";
-    case Alternative::TwoSided: return "two-sided";
-  }
-  return "unknown";
-}
+std::string_view alternative_name(Alternative alternative) { return detail::enum_name(kAlternativeNames, alternative); }
 
 double incomplete_beta(double a, double b, double x) {
   if (!(a > 0.0) || !(b > 0.0) || !(x >= 0.0 && x <= 1.0) || std::isinf(a) || std::isinf(b))

@@ -3,6 +3,7 @@
 #include "crossicl/engine/weights.h"
 
 #include <algorithm>
+#include <array>
 #include <filesystem>
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -14,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "crossicl/core/error.h"
+#include "detail/enum_names.h"
 
 namespace crossicl {
 
@@ -98,7 +100,31 @@ std::string preview(const std::string& s) {
   return s.size() <= 40 ? s : s.substr(0, 40) + "...";
 }
 
+// The names of an enum's values (engine.h), in the order of the values (0, 1, ...).
+constexpr std::array<std::string_view, 3> kTruncationNames = {"none", "left", "right"};
+constexpr std::array<std::string_view, 3> kPoolingNames = {"mean", "last", "none"};
+
+// score_batch's one rule on its arguments' shapes: one continuation list per prompt.
+void check_one_list_per_prompt(std::size_t prompts, std::size_t continuations) {
+  if (prompts != continuations)
+    throw InvalidArgument(fmt::format("score_batch needs one continuation list per prompt (prompts={}, "
+                                      "continuations={})",
+                                      prompts, continuations));
+}
+
 }  // namespace
+
+Truncation truncation_from_name(std::string_view name) {
+  return detail::parse_enum<Truncation>(kTruncationNames, name, "truncation", detail::NameError::MustBe);
+}
+
+std::string_view truncation_name(Truncation truncation) { return detail::enum_name(kTruncationNames, truncation); }
+
+Pooling pooling_from_name(std::string_view name) {
+  return detail::parse_enum<Pooling>(kPoolingNames, name, "pooling", detail::NameError::MustBe);
+}
+
+std::string_view pooling_name(Pooling pooling) { return detail::enum_name(kPoolingNames, pooling); }
 
 Engine::Engine(const std::string& path, EngineOptions options) : options_(std::move(options)) {
   if (options_.threads < 0) throw InvalidArgument(fmt::format("threads must be >= 0 (threads={})", options_.threads));
@@ -169,19 +195,17 @@ void Engine::check_ids(const std::vector<std::int32_t>& ids, const char* what, s
                                         vocab));
 }
 
-std::int64_t Engine::truncate(std::vector<std::int32_t>& ids, std::int64_t keep, const std::string& mode,
-                              const char* what, std::size_t index) const {
+std::int64_t Engine::truncate(std::vector<std::int32_t>& ids, std::int64_t keep, Truncation mode, const char* what,
+                              std::size_t index) const {
   const std::int64_t n = static_cast<std::int64_t>(ids.size());
-  if (mode != "none" && mode != "left" && mode != "right")
-    throw InvalidArgument(fmt::format("truncation must be 'none', 'left' or 'right' (got '{}')", mode));
   if (n <= keep) return 0;
-  if (mode == "none")
+  if (mode == Truncation::None)
     throw InvalidArgument(fmt::format("{} {} has {} tokens, more than fit the context window (room for {} of "
                                       "n_ctx={}); pass truncation='left' or 'right'",
                                       what, index, n, keep, n_ctx_));
   keep = std::max<std::int64_t>(keep, 1);
   const std::int64_t drop = n - keep;
-  if (mode == "right") {
+  if (mode == Truncation::Right) {
     ids.resize(keep);
   } else {
     const std::int32_t bos = tokenizer_ ? tokenizer_->bos_id() : model_->config().bos_id;
@@ -405,7 +429,7 @@ std::vector<GenerateResult> Engine::generate(const std::vector<std::vector<std::
     if (options.stop[i].empty()) throw InvalidArgument(fmt::format("stop string {} is empty", i));
   std::vector<std::vector<std::int32_t>> prompts = prompts_in;
   std::vector<GenerateResult> results(prompts.size());
-  const std::int64_t keep = options.truncation == "none" ? n_ctx_ : n_ctx_ - options.max_new_tokens;
+  const std::int64_t keep = options.truncation == Truncation::None ? n_ctx_ : n_ctx_ - options.max_new_tokens;
   for (std::size_t i = 0; i < prompts.size(); ++i) {
     check_ids(prompts[i], "prompt", i);
     results[i].truncated = truncate(prompts[i], keep, options.truncation, "prompt", i);
@@ -462,8 +486,6 @@ Engine::ScoreItem Engine::score_item_text(const std::string& prompt, const std::
 }
 
 void Engine::truncate_item(ScoreItem& item, const ScoreOptions& options, std::size_t index) const {
-  if (options.truncation != "none" && options.truncation != "left" && options.truncation != "right")
-    throw InvalidArgument(fmt::format("truncation must be 'none', 'left' or 'right' (got '{}')", options.truncation));
   std::int64_t longest = 0;
   for (const auto& s : item.scored) longest = std::max<std::int64_t>(longest, static_cast<std::int64_t>(s.size()));
   std::vector<std::int32_t>& p = item.p;
@@ -475,7 +497,7 @@ void Engine::truncate_item(ScoreItem& item, const ScoreOptions& options, std::si
                                       index, longest, n_ctx_));
   item.dropped = truncate(p, keep, options.truncation, "prompt", index);
   for (auto& s : item.split) {
-    if (options.truncation == "right") {
+    if (options.truncation == Truncation::Right) {
       s = std::min<std::int64_t>(s, keep);
     } else {
       // left: the kept tail moved down by `dropped`; a split inside the dropped part keeps the BOS only
@@ -563,10 +585,7 @@ std::vector<ScoreResult> Engine::score(const std::vector<std::int32_t>& prompt,
 std::vector<std::vector<ScoreResult>> Engine::score_batch(const std::vector<std::string>& prompts,
                                                           const std::vector<std::vector<std::string>>& continuations,
                                                           const ScoreOptions& options) {
-  if (prompts.size() != continuations.size())
-    throw InvalidArgument(fmt::format("score_batch needs one continuation list per prompt (prompts={}, "
-                                      "continuations={})",
-                                      prompts.size(), continuations.size()));
+  check_one_list_per_prompt(prompts.size(), continuations.size());
   std::vector<ScoreItem> items;
   for (std::size_t k = 0; k < prompts.size(); ++k) {
     items.push_back(score_item_text(prompts[k], continuations[k], k));
@@ -580,10 +599,7 @@ std::vector<std::vector<ScoreResult>> Engine::score_batch(const std::vector<std:
 std::vector<std::vector<ScoreResult>> Engine::score_batch(
     const std::vector<std::vector<std::int32_t>>& prompts,
     const std::vector<std::vector<std::vector<std::int32_t>>>& continuations, const ScoreOptions& options) {
-  if (prompts.size() != continuations.size())
-    throw InvalidArgument(fmt::format("score_batch needs one continuation list per prompt (prompts={}, "
-                                      "continuations={})",
-                                      prompts.size(), continuations.size()));
+  check_one_list_per_prompt(prompts.size(), continuations.size());
   std::vector<ScoreItem> items(prompts.size());
   for (std::size_t k = 0; k < prompts.size(); ++k) {
     check_ids(prompts[k], "prompt", k);
@@ -598,6 +614,18 @@ std::vector<std::vector<ScoreResult>> Engine::score_batch(
   return score_items(items);
 }
 
+std::vector<int> Engine::resolve_layers(const std::vector<int>& layers) const {
+  const std::int64_t n_layers = model_->config().n_layers;
+  if (layers.empty()) throw InvalidArgument("layers is empty");
+  std::vector<int> out;
+  for (int layer : layers) {
+    if (layer < -(n_layers + 1) || layer > n_layers)
+      throw InvalidArgument(fmt::format("layer {} out of range [{}, {}]", layer, -(n_layers + 1), n_layers));
+    out.push_back(layer < 0 ? static_cast<int>(layer + n_layers + 1) : layer);
+  }
+  return out;
+}
+
 std::vector<at::Tensor> Engine::hidden_states(const std::vector<std::string>& prompts,
                                               const HiddenStatesOptions& options) {
   return hidden_states(encode_all(*this, prompts), options);
@@ -607,23 +635,15 @@ std::vector<at::Tensor> Engine::hidden_states(const std::vector<std::vector<std:
                                               const HiddenStatesOptions& options) {
   std::lock_guard<std::mutex> lock(mutex_);
   c10::InferenceMode guard;
-  const std::int64_t n_layers = model_->config().n_layers;
-  if (options.layers.empty()) throw InvalidArgument("layers is empty");
   DecodeOptions dec;
   dec.logits = false;
-  for (int layer : options.layers) {
-    if (layer < -(n_layers + 1) || layer > n_layers)
-      throw InvalidArgument(fmt::format("layer {} out of range [{}, {}]", layer, -(n_layers + 1), n_layers));
-    dec.hidden_layers.push_back(layer < 0 ? static_cast<int>(layer + n_layers + 1) : layer);
-  }
-  const std::string& pooling = options.pooling;
-  if (pooling != "mean" && pooling != "last" && pooling != "none")
-    throw InvalidArgument(fmt::format("pooling must be 'mean', 'last' or 'none' (got '{}')", pooling));
+  dec.hidden_layers = resolve_layers(options.layers);
+  const Pooling pooling = options.pooling;
   std::vector<std::vector<std::int32_t>> prompts = prompts_in;
   for (std::size_t i = 0; i < prompts.size(); ++i) {
     check_ids(prompts[i], "prompt", i);
     truncate(prompts[i], n_ctx_, options.truncation, "prompt", i);
-    if (pooling == "mean") {
+    if (pooling == Pooling::Mean) {
       const std::int64_t n = static_cast<std::int64_t>(prompts[i].size());
       const std::int64_t end = options.end < 0 ? n : options.end;
       if (options.begin < 0 || options.begin >= end || end > n)
@@ -636,18 +656,18 @@ std::vector<at::Tensor> Engine::hidden_states(const std::vector<std::vector<std:
   for (std::size_t i = 0; i < prompts.size(); ++i) {
     jobs[i].seq = static_cast<std::int32_t>(i);
     jobs[i].ids = prompts[i];
-    jobs[i].outputs = pooling == "last" ? Prefill::kLast : Prefill::kAll;
+    jobs[i].outputs = pooling == Pooling::Last ? Prefill::kLast : Prefill::kAll;
     // cached positions return no hidden states: reuse only what no output needs
     const std::int64_t n = static_cast<std::int64_t>(prompts[i].size());
-    jobs[i].reuse = pooling == "last" ? n - 1 : pooling == "mean" ? options.begin : 0;
+    jobs[i].reuse = pooling == Pooling::Last ? n - 1 : pooling == Pooling::Mean ? options.begin : 0;
   }
   prefill_cached(jobs, dec);
   std::vector<at::Tensor> out;
   for (std::size_t i = 0; i < prompts.size(); ++i) {
     at::Tensor h = at::stack(jobs[i].hidden, 0);  // [n_layers_selected, n_out, dim]
-    if (pooling == "last") {
+    if (pooling == Pooling::Last) {
       h = h.select(1, 0);  // [n_layers_selected, dim]
-    } else if (pooling == "mean") {
+    } else if (pooling == Pooling::Mean) {
       const std::int64_t n = static_cast<std::int64_t>(prompts[i].size());
       const std::int64_t end = options.end < 0 ? n : options.end;
       // rows start at the first computed position (after the cached ones)

@@ -60,8 +60,13 @@ std::uint32_t load_u32(const std::uint8_t* p) {
          (static_cast<std::uint32_t>(p[2]) << 16) | (static_cast<std::uint32_t>(p[3]) << 24);
 }
 
-// 6-bit scale and min of sub-block j of a Q4_K/Q5_K super-block.
-void scale_min_k4(int j, const std::uint8_t* q, std::uint8_t& sc, std::uint8_t& m) {
+// Scale and min of sub-block j of a Q4_K/Q5_K super-block (6-bit codes packed in 12 bytes `q`), times the
+// super-block's d and dmin.
+struct ScaleMin {
+  float d, m;
+};
+ScaleMin scale_min_k4(int j, const std::uint8_t* q, float d, float dmin) {
+  std::uint8_t sc, m;
   if (j < 4) {
     sc = q[j] & 63;
     m = q[j + 4] & 63;
@@ -69,6 +74,7 @@ void scale_min_k4(int j, const std::uint8_t* q, std::uint8_t& sc, std::uint8_t& 
     sc = static_cast<std::uint8_t>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
     m = static_cast<std::uint8_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
   }
+  return {d * sc, dmin * m};
 }
 
 void dq_q4_0(const std::uint8_t* b, float* y) {
@@ -122,17 +128,10 @@ void dq_q4_k(const std::uint8_t* b, float* y) {
   const float d = load_f16(b), dmin = load_f16(b + 2);
   const std::uint8_t* scales = b + 4;
   const std::uint8_t* q = b + 16;
-  int is = 0;
-  for (int j = 0; j < 256; j += 64) {
-    std::uint8_t sc, m;
-    scale_min_k4(is, scales, sc, m);
-    const float d1 = d * sc, m1 = dmin * m;
-    scale_min_k4(is + 1, scales, sc, m);
-    const float d2 = d * sc, m2 = dmin * m;
-    for (int l = 0; l < 32; ++l) *y++ = d1 * static_cast<float>(q[l] & 0xF) - m1;
-    for (int l = 0; l < 32; ++l) *y++ = d2 * static_cast<float>(q[l] >> 4) - m2;
-    q += 32;
-    is += 2;
+  for (int is = 0; is < 8; is += 2, q += 32) {
+    const ScaleMin lo = scale_min_k4(is, scales, d, dmin), hi = scale_min_k4(is + 1, scales, d, dmin);
+    for (int l = 0; l < 32; ++l) *y++ = lo.d * static_cast<float>(q[l] & 0xF) - lo.m;
+    for (int l = 0; l < 32; ++l) *y++ = hi.d * static_cast<float>(q[l] >> 4) - hi.m;
   }
 }
 
@@ -141,18 +140,11 @@ void dq_q5_k(const std::uint8_t* b, float* y) {
   const std::uint8_t* scales = b + 4;
   const std::uint8_t* qh = b + 16;
   const std::uint8_t* ql = b + 48;
-  int is = 0;
   std::uint8_t u1 = 1, u2 = 2;
-  for (int j = 0; j < 256; j += 64) {
-    std::uint8_t sc, m;
-    scale_min_k4(is, scales, sc, m);
-    const float d1 = d * sc, m1 = dmin * m;
-    scale_min_k4(is + 1, scales, sc, m);
-    const float d2 = d * sc, m2 = dmin * m;
-    for (int l = 0; l < 32; ++l) *y++ = d1 * static_cast<float>((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
-    for (int l = 0; l < 32; ++l) *y++ = d2 * static_cast<float>((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
-    ql += 32;
-    is += 2;
+  for (int is = 0; is < 8; is += 2, ql += 32) {
+    const ScaleMin lo = scale_min_k4(is, scales, d, dmin), hi = scale_min_k4(is + 1, scales, d, dmin);
+    for (int l = 0; l < 32; ++l) *y++ = lo.d * static_cast<float>((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - lo.m;
+    for (int l = 0; l < 32; ++l) *y++ = hi.d * static_cast<float>((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - hi.m;
     u1 = static_cast<std::uint8_t>(u1 << 2);
     u2 = static_cast<std::uint8_t>(u2 << 2);
   }

@@ -54,6 +54,14 @@ bool is_gguf_file(const std::string& path) {
   return f.read(magic, 4) && std::string(magic, 4) == "GGUF";
 }
 
+std::unique_ptr<GGUFFile> GGUFFile::open(const std::string& path) {
+  auto map = detail::MappedFile::open(path);
+  std::unique_ptr<GGUFFile> f(new GGUFFile());
+  f->reader_ = std::make_unique<GGUFReader>(map->data(), map->size(), path);
+  f->mapping_ = std::move(map);
+  return f;
+}
+
 std::unique_ptr<Tokenizer> tokenizer_from_gguf(const std::string& path) {
   auto file = detail::MappedFile::open(path);
   GGUFReader g(file->data(), file->size(), path);

@@ -52,7 +52,8 @@ void fuse_projections(LayerWeights& l) {
 }  // namespace
 
 std::shared_ptr<const Model> Model::load(const std::string& path, const ModelOptions& options) {
-  const c10::ScalarType dtype = parse_dtype(options.dtype);
+  const c10::ScalarType dtype = options.dtype;
+  dtype_name(dtype);  // InvalidArgument for a dtype other than float32, bfloat16 and float16
   const c10::Device device = parse_device(options.device);
   if (dtype == at::kHalf && device.is_cpu())
     throw InvalidArgument("dtype 'float16' is only supported on cuda; use float32 or bfloat16 on the cpu");

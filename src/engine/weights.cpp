@@ -101,4 +101,14 @@ c10::ScalarType parse_dtype(const std::string& name) {
   throw InvalidArgument(fmt::format("unknown dtype '{}' (expected float32, bfloat16 or float16)", name));
 }
 
+std::string_view dtype_name(c10::ScalarType dtype) {
+  switch (dtype) {
+    case c10::ScalarType::Float: return "float32";
+    case c10::ScalarType::BFloat16: return "bfloat16";
+    case c10::ScalarType::Half: return "float16";
+    default: break;
+  }
+  throw InvalidArgument(fmt::format("dtype must be float32, bfloat16 or float16 (got {})", c10::toString(dtype)));
+}
+
 }  // namespace crossicl

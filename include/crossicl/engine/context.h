@@ -1,5 +1,7 @@
 // A Context runs a Model's forward pass and owns the key/value cache of the sequences it serves (llama.cpp's
-// llama_context). Sequences are identified by integer ids; each has its own cached positions 0..len-1.
+// llama_context). decode checks and packs a batch, makes room in the cache, and runs the forward pass of
+// src/engine/transformer.cpp (attention and feed-forward for each layer) with the cache's rows.
+// Sequences are identified by integer ids; each has its own cached positions 0..len-1.
 // A batch must continue each of its sequences: the positions of a sequence's tokens in one batch are
 // consecutive and start at the sequence's cached length (a new sequence starts at 0).
 // Prefix sharing: seq_cp(src, dst, n) gives `dst` the first n cached positions of `src` (a copy of the cache
@@ -55,8 +57,9 @@ class Context {
   std::int64_t seq_len(std::int32_t seq) const;
   /// Drops a sequence's cache.
   void seq_rm(std::int32_t seq);
-  /// Keeps only the first n cached positions of a sequence.
-  void seq_keep(std::int32_t seq, std::int64_t n);
+  /// Truncates a sequence's cache to its first n cached positions (no-op when it holds n or fewer, or is
+  /// unknown). Unlike llama.cpp's seq_keep, other sequences are untouched.
+  void seq_truncate(std::int32_t seq, std::int64_t n);
   /// Makes `dst` hold a copy of the first `n` cached positions of `src` (-1 = all); replaces `dst`'s contents
   /// (keeping room it reserved, so seq_reserve then seq_cp allocates once).
   void seq_cp(std::int32_t src, std::int32_t dst, std::int64_t n = -1);

@@ -15,9 +15,11 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/ScalarType.h>
 
 #include "crossicl/engine/config.h"
 #include "crossicl/engine/context.h"
@@ -33,10 +35,37 @@ class Interrupted : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// What to do with a prompt longer than the room the context window leaves for it.
+enum class Truncation {
+  None,   // InvalidArgument naming the prompt ("none")
+  Left,   // drop the oldest tokens, keeping BOS in front ("left")
+  Right,  // drop the newest tokens ("right")
+};
+
+/// Parses "none", "left" or "right". Throws InvalidArgument naming the unknown name and the valid ones.
+///
+///   auto t = crossicl::truncation_from_name("left");  // Truncation::Left
+Truncation truncation_from_name(std::string_view name);
+/// The name of a truncation mode ("none", "left", "right").
+std::string_view truncation_name(Truncation truncation);
+
+/// How Engine::hidden_states reduces the positions of a prompt.
+enum class Pooling {
+  Mean,  // mean over the tokens [begin, end) ("mean")
+  Last,  // the last token ("last")
+  None,  // every position ("none")
+};
+
+/// Parses "mean", "last" or "none". Throws InvalidArgument naming the unknown name and the valid ones.
+Pooling pooling_from_name(std::string_view name);
+/// The name of a pooling ("mean", "last", "none").
+std::string_view pooling_name(Pooling pooling);
+
 /// How to open an Engine.
 struct EngineOptions {
-  std::string tokenizer;            // tokenizer file; "" = tokenizer.model/tokenizer.json of an HF dir, none for a .bin
-  std::string dtype = "float32";    // "float32" or "bfloat16" ("float16" on cuda)
+  std::string tokenizer;            // tokenizer file; "" = tokenizer.model/tokenizer.json of an HF dir or the
+                                    // vocabulary of a GGUF file; none for a llama2.c .bin
+  c10::ScalarType dtype = c10::ScalarType::Float;  // at::kFloat or at::kBFloat16 (at::kHalf on cuda)
   std::string device = "cpu";       // "cpu" or "cuda[:i]"; InvalidArgument naming it when unavailable
   int threads = 0;                  // torch intra-op threads, set once at construction (0 = torch default)
   std::int64_t n_ctx = 0;           // context window in tokens (0 = the model's max_seq_len)
@@ -54,9 +83,9 @@ struct GenerateOptions {
   std::vector<std::string> stop = {"\n"};  // stop when the decoded continuation contains one; text is cut there
                                           // (needs a tokenizer; ignored without one)
   bool stop_at_eos = true;                // stop after generating EOS (EOS is kept in token_ids, not in text)
-  std::string truncation = "none";        // prompt longer than n_ctx - max_new_tokens: "none" = InvalidArgument
-                                          // if it exceeds n_ctx, "left" = drop the oldest tokens (BOS kept),
-                                          // "right" = drop the newest tokens
+  Truncation truncation = Truncation::None;  // prompt longer than n_ctx - max_new_tokens: None = InvalidArgument
+                                             // if it exceeds n_ctx, Left = drop the oldest tokens (BOS kept),
+                                             // Right = drop the newest tokens
 };
 
 /// One generation.
@@ -70,8 +99,8 @@ struct GenerateResult {
 
 /// Options of Engine::score.
 struct ScoreOptions {
-  std::string truncation = "none";  // prompt + longest continuation over n_ctx: "none" = InvalidArgument,
-                                    // "left"/"right" = drop prompt tokens as in GenerateOptions
+  Truncation truncation = Truncation::None;  // prompt + longest continuation over n_ctx: None = InvalidArgument,
+                                             // Left/Right = drop prompt tokens as in GenerateOptions
 };
 
 /// Log-probability of one continuation given the prompt.
@@ -87,11 +116,13 @@ struct ScoreResult {
 
 /// Options of Engine::hidden_states.
 struct HiddenStatesOptions {
-  std::vector<int> layers = {-1};  // 0 = embeddings, i = output of block i, n_layers (or -1) = final-norm output
-  std::string pooling = "mean";    // "mean" over [begin, end), "last" token, "none" (every position)
-  std::int64_t begin = 0;          // first token of the mean span (index into the prompt's tokens, BOS = 0)
-  std::int64_t end = -1;           // one past the last token of the span (-1 = the end of the prompt)
-  std::string truncation = "none"; // prompt over n_ctx: "none" = InvalidArgument, "left"/"right" drop tokens
+  std::vector<int> layers = {-1};            // 0 = embeddings, i = output of block i, n_layers = final-norm
+                                             // output; i < 0 counts from the end (-1 = n_layers); InvalidArgument
+                                             // outside [-(n_layers + 1), n_layers]
+  Pooling pooling = Pooling::Mean;           // Mean over [begin, end), Last token, None (every position)
+  std::int64_t begin = 0;                    // first token of the mean span (index into the prompt's tokens, BOS = 0)
+  std::int64_t end = -1;                     // one past the last token of the span (-1 = the end of the prompt)
+  Truncation truncation = Truncation::None;  // prompt over n_ctx: None = InvalidArgument, Left/Right drop tokens
 };
 
 /// Generation, scoring and hidden states over a LLaMA-family model.
@@ -106,7 +137,7 @@ class Engine {
   /// Tokens per prefix-cache block: prefixes are reused in multiples of this many tokens.
   static constexpr std::int64_t kCacheBlockTokens = 16;
 
-  /// Loads `path` (HF directory or llama2.c .bin) and the tokenizer. Throws LoadError / InvalidArgument.
+  /// Loads `path` (HF directory, GGUF file or llama2.c .bin) and the tokenizer. Throws LoadError / InvalidArgument.
   explicit Engine(const std::string& path, EngineOptions options = {});
 
   const Config& config() const { return model_->config(); }
@@ -154,12 +185,17 @@ class Engine {
   /// Drops every cached prefix and resets the counters.
   void clear_cache();
 
-  /// Hidden states of each prompt: per prompt a float32 tensor [n_layers_selected, dim] for "mean"/"last",
-  /// [n_layers_selected, n_tokens, dim] for "none". Layer indices follow HF output_hidden_states.
+  /// Hidden states of each prompt: per prompt a float32 tensor [n_layers_selected, dim] for Pooling::Mean/Last,
+  /// [n_layers_selected, n_tokens, dim] for Pooling::None. Layer indices follow HF output_hidden_states.
   std::vector<at::Tensor> hidden_states(const std::vector<std::string>& prompts,
                                         const HiddenStatesOptions& options = {});
   std::vector<at::Tensor> hidden_states(const std::vector<std::vector<std::int32_t>>& prompts,
                                         const HiddenStatesOptions& options = {});
+
+  /// The layer indices of HiddenStatesOptions::layers made absolute (0 .. n_layers; -1 = n_layers): the one rule
+  /// for layer numbers, also used by crossicl.analysis. InvalidArgument for an empty list or a layer outside
+  /// [-(n_layers + 1), n_layers].
+  std::vector<int> resolve_layers(const std::vector<int>& layers) const;
 
   /// Logits of every position of one sequence of ids.  // [n, vocab_size] float32
   at::Tensor logits(const std::vector<std::int32_t>& token_ids);
@@ -180,8 +216,8 @@ class Engine {
   std::vector<std::vector<ScoreResult>> score_items(std::vector<ScoreItem>& items);
   void prefill_cached(std::vector<Prefill>& jobs, const DecodeOptions& options);
   void check_ids(const std::vector<std::int32_t>& ids, const char* what, std::size_t index) const;
-  std::int64_t truncate(std::vector<std::int32_t>& ids, std::int64_t keep, const std::string& mode,
-                        const char* what, std::size_t index) const;
+  std::int64_t truncate(std::vector<std::int32_t>& ids, std::int64_t keep, Truncation mode, const char* what,
+                        std::size_t index) const;
   void poll() const;
   void run_prefill(std::vector<Prefill>& jobs, const DecodeOptions& options);
   void run_prefill(const std::vector<Prefill*>& jobs, const DecodeOptions& options);

@@ -94,6 +94,23 @@ class GGUFReader {
   std::map<std::string, std::size_t> index_;
 };
 
+/// A GGUF file mapped read-only, with the reader of its image (the mapping lives as long as this object).
+///
+///   auto f = crossicl::GGUFFile::open("model.gguf");
+///   std::string arch = f->reader().get_string("general.architecture");
+class GGUFFile {
+ public:
+  /// Maps and parses `path`. Throws LoadError naming the file (and the byte offset of a parse error).
+  static std::unique_ptr<GGUFFile> open(const std::string& path);
+
+  const GGUFReader& reader() const { return *reader_; }
+
+ private:
+  GGUFFile() = default;
+  std::shared_ptr<const void> mapping_;  // keeps the mapped bytes alive
+  std::unique_ptr<GGUFReader> reader_;
+};
+
 /// The tokenizer arrays of a GGUF file's `tokenizer.ggml.*` metadata (model, tokens, scores, token types, merges,
 /// special ids, add_bos/add_eos, pre). Throws LoadError naming the file and key when one is missing or mistyped.
 VocabArrays vocab_from_gguf(const GGUFReader& gguf);

@@ -1,18 +1,24 @@
 // The parameter tensors of a LLaMA-family model and the loaders that read them: llama2.c checkpoints (legacy
-// v0: 7 int32 header + fp32 weights) and HF directories (config.json + model.safetensors, single or sharded).
-// Files are memory-mapped; a tensor whose stored dtype equals the requested dtype (and is suitably aligned) is
-// a view of the mapped bytes (no copy), and each such tensor keeps its mapping alive.
+// v0: 7 int32 header + fp32 weights), HF directories (config.json + model.safetensors, single or sharded) and
+// GGUF files. Files are memory-mapped; a tensor whose stored dtype equals the requested dtype (and is suitably
+// aligned) is a view of the mapped bytes (no copy), and each such tensor keeps its mapping alive.
 //
-// RoPE convention: the forward pass uses HF's rotate_half (dim i pairs with i + head_dim/2). llama2.c rotates
-// adjacent pairs (2i, 2i+1), so its wq/wk rows are permuted per head on load (the inverse of HF's
-// convert_llama_weights_to_hf permute); both formats then reproduce their reference implementations.
+// RoPE convention: the forward pass uses HF's rotate_half (dim i pairs with i + head_dim/2). llama2.c and GGUF
+// rotate adjacent pairs (2i, 2i+1), so their wq/wk rows are permuted per head on load (the inverse of HF's
+// convert_llama_weights_to_hf permute); every format then reproduces its reference implementation.
 //
 // Every size read from a file is checked against the file before use; a bad file throws LoadError naming the
 // file, the tensor and the expected and actual values.
+//
+// Implemented by one .cpp per format: src/engine/llama2c.cpp (load_llama2c), safetensors.cpp (load_hf_dir),
+// gguf_weights.cpp (load_gguf, is_gguf_file, and the gguf.h entry points that open a file; the GGUF container
+// parser is gguf.cpp) and weights.cpp (parse_dtype, dtype_name, and the memory mapping of detail/engine_mmap.h
+// that the loaders share).
 #pragma once
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -74,5 +80,9 @@ bool is_gguf_file(const std::string& path);
 /// Parses a dtype name: "float32"/"f32"/"float", "bfloat16"/"bf16", "float16"/"f16"/"half".
 /// Throws InvalidArgument naming the value otherwise.
 c10::ScalarType parse_dtype(const std::string& name);
+
+/// The name of a compute dtype: "float32" (at::kFloat), "bfloat16" (at::kBFloat16) or "float16" (at::kHalf).
+/// Throws InvalidArgument for any other dtype.
+std::string_view dtype_name(c10::ScalarType dtype);
 
 }  // namespace crossicl

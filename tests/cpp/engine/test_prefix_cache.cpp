@@ -8,15 +8,24 @@
 #include <catch2/catch.hpp>
 
 #include "../test_data.h"
+#include "../tolerance.h"  // after ATen: its tensor overloads
 #include "crossicl/core/error.h"
 #include "crossicl/engine/engine.h"
 #include "crossicl/engine/prefix_cache.h"
 
 using namespace crossicl;
+namespace tol = crossicl::test::tol;
 
 namespace {
 
 std::string stories_bin() { return test::shared_path("models/stories260K/stories260K.bin"); }
+
+// Float32 products of other shapes (batching, cached vs computed prefixes) round differently: token ids are equal,
+// numbers agree within the float32 bound of stories260K over the <= 96 tokens of these sequences (tolerance.h).
+constexpr std::int64_t kMaxTokens = 96;
+const double kLogProbRel = tol::model_rel(tol::kStories260K, kMaxTokens, tol::Output::LogProbs);
+const double kLogitsRel = tol::model_rel(tol::kStories260K, kMaxTokens, tol::Output::Logits);
+const double kHiddenRel = tol::model_rel(tol::kStories260K, kMaxTokens);
 
 // KV of a block: its begin position in every element, so a test can tell which block it got.
 void block_kv(std::int64_t begin, const at::Tensor& out) { out.fill_(static_cast<double>(begin)); }
@@ -41,26 +50,33 @@ std::vector<std::vector<std::int32_t>> shared_prefix_prompts() {
   return prompts;
 }
 
+// Log-probs of a whole call compared at once: a log-prob's error scales with the logits, not with its own size, so
+// the absolute term scales with the largest |log-prob| of the call.
 void check_same(const std::vector<GenerateResult>& a, const std::vector<GenerateResult>& b) {
   REQUIRE(a.size() == b.size());
+  std::vector<float> la, lb;
   for (std::size_t i = 0; i < a.size(); ++i) {
     CHECK(a[i].token_ids == b[i].token_ids);
     REQUIRE(a[i].logprobs.size() == b[i].logprobs.size());
-    for (std::size_t t = 0; t < a[i].logprobs.size(); ++t) CHECK(a[i].logprobs[t] == Approx(b[i].logprobs[t]).margin(1e-5));
+    la.insert(la.end(), a[i].logprobs.begin(), a[i].logprobs.end());
+    lb.insert(lb.end(), b[i].logprobs.begin(), b[i].logprobs.end());
   }
+  CHECK(tol::close(la, lb, kLogProbRel));
 }
 
 void check_same(const std::vector<std::vector<ScoreResult>>& a, const std::vector<std::vector<ScoreResult>>& b) {
   REQUIRE(a.size() == b.size());
+  std::vector<float> la, lb;
   for (std::size_t i = 0; i < a.size(); ++i) {
     REQUIRE(a[i].size() == b[i].size());
     for (std::size_t j = 0; j < a[i].size(); ++j) {
       CHECK(a[i][j].token_ids == b[i][j].token_ids);
       REQUIRE(a[i][j].logprobs.size() == b[i][j].logprobs.size());
-      for (std::size_t t = 0; t < a[i][j].logprobs.size(); ++t)
-        CHECK(a[i][j].logprobs[t] == Approx(b[i][j].logprobs[t]).margin(1e-5));
+      la.insert(la.end(), a[i][j].logprobs.begin(), a[i][j].logprobs.end());
+      lb.insert(lb.end(), b[i][j].logprobs.begin(), b[i][j].logprobs.end());
     }
   }
+  CHECK(tol::close(la, lb, kLogProbRel));
 }
 
 }  // namespace
@@ -140,7 +156,7 @@ TEST_CASE("Context copies KV rows out of and into sequences", "[engine][cache][m
   rest.add(ids[4], 4, 1, false);
   rest.add(ids[5], 5, 1, true);
   at::Tensor got = ctx.decode(rest).logits;
-  CHECK(at::allclose(got, want, 1e-5, 1e-5));
+  CHECK(tol::close(got, want, kLogitsRel));
   // the same rows appended as blocks (one of them non-contiguous, one in double), or read into a given tensor
   at::Tensor t = at::empty({5, 2, 4, 8, 3}).transpose(3, 4);  // [5, 2, 4, 3, 8], not contiguous
   ctx.seq_kv_into(0, 1, t);
@@ -159,7 +175,7 @@ TEST_CASE("Context copies KV rows out of and into sequences", "[engine][cache][m
 }
 
 TEST_CASE("generate, score and hidden states do not depend on batching or the prefix cache",
-          "[engine][cache][model]") {
+          "[engine][cache][model][slow]") {
   const std::string p = stories_bin();
   if (p.empty()) return;
   const auto prompts = shared_prefix_prompts();
@@ -174,9 +190,9 @@ TEST_CASE("generate, score and hidden states do not depend on batching or the pr
     conts[i] = {{265}, {282, 295}, {static_cast<std::int32_t>(300 + i), 433, 280}};
   HiddenStatesOptions last;
   last.layers = {0, 2, -1};
-  last.pooling = "last";
+  last.pooling = Pooling::Last;
   HiddenStatesOptions mean = last;
-  mean.pooling = "mean";
+  mean.pooling = Pooling::Mean;
   mean.begin = 20;
 
   EngineOptions off;
@@ -211,8 +227,8 @@ TEST_CASE("generate, score and hidden states do not depend on batching or the pr
         const auto hl = e.hidden_states(prompts, last);
         const auto hm = e.hidden_states(prompts, mean);
         for (std::size_t i = 0; i < prompts.size(); ++i) {
-          CHECK(at::allclose(hl[i], want_last[i], 1e-5, 1e-5));
-          CHECK(at::allclose(hm[i], want_mean[i], 1e-5, 1e-5));
+          CHECK(tol::close(hl[i], want_last[i], kHiddenRel));
+          CHECK(tol::close(hm[i], want_mean[i], kHiddenRel + tol::gamma(kMaxTokens)));  // + the mean's sum
         }
       }
       const CacheStats s = e.cache_stats();

@@ -1,0 +1,56 @@
+// Conversions shared by the binding files: C++ text and vectors to Python objects, JSON <-> Python, and the one
+// way a binding releases the GIL.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+namespace crossicl::bindings {
+
+/// A read-only property per (name, member pointer) pair, on a class being defined:
+///   readonly(py::class_<Span>(m, "Span"), "kind", &Span::kind, "begin", &Span::begin).def("__repr__", ...);
+template <class Class>
+Class readonly(Class cls) {
+  return cls;
+}
+template <class Class, class Member, class... Rest>
+Class readonly(Class cls, const char* name, Member member, Rest... rest) {
+  cls.def_readonly(name, member);
+  return readonly(cls, rest...);
+}
+
+/// UTF-8 text as a Python str; undecodable bytes (never produced by the library) become U+FFFD.
+pybind11::str to_str(const std::string& s);
+
+/// A numpy array of `shape` (slowest dimension first) that takes over `v` without a copy: the array owns the
+/// vector through a capsule. The product of `shape` must be v.size().
+template <class T>
+pybind11::array_t<T> to_numpy(std::vector<T>&& v, std::vector<pybind11::ssize_t> shape) {
+  auto* owned = new std::vector<T>(std::move(v));
+  pybind11::capsule owner(owned, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+  return pybind11::array_t<T>(std::move(shape), owned->data(), owner);
+}
+
+/// nlohmann::json -> Python (dict, list, str, int, float, bool, None).
+pybind11::object json_to_py(const nlohmann::json& j);
+/// Python (dict, list, tuple, str, int, float, bool, None) -> nlohmann::json; InvalidArgument for other types.
+nlohmann::json py_to_json(const pybind11::handle& obj);
+
+/// Runs fn() without the GIL and returns its result: every binding releases the GIL this way, around C++ work
+/// that touches no Python object. An exception thrown by fn reaches Python through the exception translators
+/// (errors.cpp; the engine's Interrupted becomes KeyboardInterrupt, engine.cpp).
+///
+///   auto r = released([&] { return selector.select(queries, k); });
+template <class F>
+auto released(F&& fn) {
+  pybind11::gil_scoped_release release;
+  return fn();
+}
+
+}  // namespace crossicl::bindings

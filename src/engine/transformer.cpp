@@ -1,0 +1,261 @@
+#include "detail/engine_transformer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <optional>
+
+#include <ATen/ATen.h>
+#include <c10/util/ParallelGuard.h>
+#include <fmt/format.h>
+
+#include "crossicl/core/error.h"
+#include "detail/engine_kernels.h"
+#include "detail/engine_ops.h"
+
+namespace crossicl::detail {
+namespace {
+
+// Query chunks up to this length use the attention loop (CPU) or plain matmuls; longer ones torch's fused SDPA.
+constexpr std::int64_t kSmallQuery = 16;
+// Forward passes of up to this many tokens run RMSNorm, RoPE and SiLU-gate as the scalar CPU loops, which save
+// ATen's per-op overhead; larger ones (prefill) as ATen's vectorised ops, which are faster per element.
+constexpr std::int64_t kLoopRows = 64;
+
+// The kernels of one forward pass, chosen once from the weights and the number of tokens. Float32/bfloat16 on
+// the CPU: short-query attention, and RMSNorm, RoPE and SiLU-gate of small passes, run as single loops
+// (detail/engine_kernels.h); elsewhere as ATen ops (detail/engine_ops.h).
+struct Kernels {
+  bool loop_attention;    // query chunks of up to kSmallQuery tokens through attend_cpu
+  bool loop_elementwise;  // RMSNorm, RoPE and SiLU-gate through the *_cpu loops (passes of up to kLoopRows tokens)
+};
+
+Kernels pick_kernels(const Weights& W, std::int64_t n_tokens) {
+  const bool cpu_loops = detail::cpu_kernels(W.tok_embeddings);
+  return {cpu_loops, cpu_loops && n_tokens <= kLoopRows};
+}
+
+// What every layer of one forward pass shares.
+struct Pass {
+  const Config& c;
+  const BatchPlan& plan;
+  const std::vector<SeqKv>& kv;  // one per plan.seqs entry
+  Kernels kernels;
+  at::Tensor cos, sin;           // [n, 1, head_dim] RoPE tables of the packed positions
+  double scale;                  // attention scale 1 / sqrt(head_dim)
+};
+
+at::Tensor norm(const Pass& p, const at::Tensor& x, const at::Tensor& w) {  // [n, dim] -> [n, dim]
+  return p.kernels.loop_elementwise ? detail::rms_norm_cpu(x, w, p.c.norm_eps)
+                                    : detail::rms_norm(x, w, p.c.norm_eps);
+}
+
+// Query positions p0 .. T-1 as a column and key positions 0 .. T-1 as a row, for a causal mask.
+void query_key_positions(std::int64_t p0, std::int64_t T, c10::Device device, at::Tensor& qpos, at::Tensor& kpos) {
+  const auto long_opts = at::TensorOptions().dtype(at::kLong).device(device);
+  qpos = at::arange(p0, T, long_opts).unsqueeze(1);  // [len, 1]
+  kpos = at::arange(0, T, long_opts).unsqueeze(0);   // [1, T]
+}
+
+// Short query chunks off the CPU loops' dtypes: plain matmuls, on this thread (an intra-op parallel region costs
+// more than these tiny ops, milliseconds when the cores are shared).
+at::Tensor attend_matmul(const at::Tensor& Q,  // [1, n_heads, len, head_dim]
+                         const at::Tensor& K,  // [1, n_kv_heads, T, head_dim]
+                         const at::Tensor& V,  // [1, n_kv_heads, T, head_dim]
+                         std::int64_t p0, double scale) {  // -> [n_heads, len, head_dim]
+  c10::ParallelGuard serial(true);
+  const std::int64_t nh = Q.size(1), len = Q.size(2), hd = Q.size(3), kvh = K.size(1), T = K.size(2);
+  const std::int64_t group = nh / kvh;  // query heads per kv head (HF repeat_kv order)
+  at::Tensor Qg = Q[0].reshape({kvh, group * len, hd});               // [n_kv_heads, group * len, head_dim]
+  at::Tensor scores = at::matmul(Qg, K[0].transpose(1, 2)) * scale;  // [n_kv_heads, group * len, T]
+  if (len > 1) {
+    at::Tensor qpos, kpos;  // [len, 1], [1, T]
+    query_key_positions(p0, T, Q.device(), qpos, kpos);
+    at::Tensor hide = (kpos > qpos).repeat({group, 1});  // [group * len, T]
+    scores = scores.masked_fill(hide, -std::numeric_limits<float>::infinity());
+  }
+  at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(scores.scalar_type());  // [n_kv_heads, group*len, T]
+  return at::matmul(probs, V[0]).view({nh, len, hd});                                // [n_heads, len, head_dim]
+}
+
+// Long query chunks (prefill): torch's fused scaled-dot-product attention, causal from position 0, else with
+// an explicit mask (query i, at position p0 + i, sees keys 0 .. p0 + i).
+at::Tensor attend_sdpa(const at::Tensor& Q,  // [1, n_heads, len, head_dim]
+                       const at::Tensor& K,  // [1, n_kv_heads, T, head_dim]
+                       const at::Tensor& V,  // [1, n_kv_heads, T, head_dim]
+                       std::int64_t p0, double scale) {  // -> [n_heads, len, head_dim]
+  std::optional<at::Tensor> mask;
+  bool causal = false;
+  if (p0 == 0) {
+    causal = true;
+  } else {
+    at::Tensor qpos, kpos;  // [len, 1], [1, T]
+    query_key_positions(p0, K.size(2), Q.device(), qpos, kpos);
+    mask = kpos <= qpos;  // [len, T]
+  }
+  return at::scaled_dot_product_attention(Q, K, V, mask, 0.0, causal, scale,
+                                          /*enable_gqa=*/Q.size(1) != K.size(1))[0];
+}
+
+// Attention of one sequence's new queries over its cached keys 0 .. p0 + len - 1, by the path that suits the
+// chunk: the CPU loop or plain matmuls for short chunks (decode steps), SDPA for long ones.
+void attend(const Pass& p,
+            const at::Tensor& q,        // [len, n_heads, head_dim]
+            const at::Tensor& k_cache,  // [n_kv_heads, capacity, head_dim]
+            const at::Tensor& v_cache,  // [n_kv_heads, capacity, head_dim]
+            std::int64_t p0,
+            at::Tensor& out) {          // [len, n_heads, head_dim], written
+  const std::int64_t len = q.size(0);
+  if (len <= kSmallQuery && p.kernels.loop_attention) {
+    // Decode steps: one loop over (query, head). torch's CPU flash kernel costs milliseconds per call for one
+    // query, and the matmul formulation is ~8 small ops per layer.
+    detail::attend_cpu(q, k_cache, v_cache, p0, p.scale, out);
+    return;
+  }
+  const std::int64_t T = p0 + len;                      // keys visible to the last query
+  at::Tensor K = k_cache.narrow(1, 0, T).unsqueeze(0);  // [1, n_kv_heads, T, head_dim]
+  at::Tensor V = v_cache.narrow(1, 0, T).unsqueeze(0);  // [1, n_kv_heads, T, head_dim]
+  at::Tensor Q = q.transpose(0, 1).unsqueeze(0);        // [1, n_heads, len, head_dim]
+  at::Tensor o = len <= kSmallQuery ? attend_matmul(Q, K, V, p0, p.scale)
+                                    : attend_sdpa(Q, K, V, p0, p.scale);  // [n_heads, len, head_dim]
+  out.copy_(o.transpose(0, 1));
+}
+
+// Self-attention of one block over the packed batch: qkv projection, RoPE on queries and keys, the new keys and
+// values into each sequence's cache, attention of each sequence over its cache, output projection.
+at::Tensor attention(const Pass& p, const LayerWeights& L, std::int64_t layer,
+                     const at::Tensor& h) {  // [n, dim] normalised -> [n, dim]
+  const std::int64_t n = h.size(0), nh = p.c.n_heads, kvh = p.c.n_kv_heads, hd = p.c.head_dim;
+  at::Tensor qkv = detail::linear(h, L.wqkv).view({n, nh + 2 * kvh, hd});  // [n, n_heads + 2 n_kv_heads, hd]
+  at::Tensor q, k;
+  if (p.kernels.loop_elementwise) {
+    detail::rope_qk_cpu(qkv, nh + kvh, p.cos, p.sin);  // in place on the query and key heads
+    q = qkv.narrow(1, 0, nh);                          // [n, n_heads, head_dim]
+    k = qkv.narrow(1, nh, kvh);                        // [n, n_kv_heads, head_dim]
+  } else {
+    at::Tensor qk = detail::apply_rope(qkv.narrow(1, 0, nh + kvh), p.cos, p.sin);  // [n, n_heads + n_kv_heads, hd]
+    q = qk.narrow(1, 0, nh);
+    k = qk.narrow(1, nh, kvh);
+  }
+  at::Tensor v = qkv.narrow(1, nh + kvh, kvh);  // [n, n_kv_heads, head_dim]
+
+  at::Tensor attn = at::empty({n, nh, hd}, q.options());  // [n, n_heads, head_dim]
+  for (std::size_t s = 0; s < p.plan.seqs.size(); ++s) {
+    const SeqSpan& span = p.plan.seqs[s];
+    const at::Tensor& k_cache = (*p.kv[s].k)[layer];  // [n_kv_heads, capacity, head_dim]
+    const at::Tensor& v_cache = (*p.kv[s].v)[layer];  // [n_kv_heads, capacity, head_dim]
+    k_cache.narrow(1, span.p0, span.len).copy_(k.narrow(0, span.start, span.len).transpose(0, 1));
+    v_cache.narrow(1, span.p0, span.len).copy_(v.narrow(0, span.start, span.len).transpose(0, 1));
+    at::Tensor rows = attn.narrow(0, span.start, span.len);  // [len, n_heads, head_dim]
+    attend(p, q.narrow(0, span.start, span.len), k_cache, v_cache, span.p0, rows);
+  }
+  return detail::linear(attn.view({n, nh * hd}), L.wo);  // [n, dim]
+}
+
+// SwiGLU: w2(silu(w1 h) * w3 h), the gate and up projections as one product.
+at::Tensor feed_forward(const Pass& p, const LayerWeights& L,
+                        const at::Tensor& h) {  // [n, dim] normalised -> [n, dim]
+  at::Tensor gu = detail::linear(h, L.w13);  // [n, 2 hidden_dim] (gate, up)
+  at::Tensor ff;                             // [n, hidden_dim]
+  if (p.kernels.loop_elementwise) {
+    ff = detail::silu_mul_cpu(gu);
+  } else {
+    const std::int64_t H = L.w1.size(0);
+    ff = at::silu(gu.narrow(1, 0, H)) * gu.narrow(1, H, H);
+  }
+  return detail::linear(ff, L.w2);  // [n, dim]
+}
+
+}  // namespace
+
+BatchPlan plan_batch(const Batch& batch, const DecodeOptions& options, const Config& c, std::int64_t n_ctx,
+                     const std::function<std::int64_t(std::int32_t)>& cached_len) {
+  const std::size_t n = batch.tokens.size();
+  if (batch.pos.size() != n || batch.seq_id.size() != n || batch.output.size() != n)
+    throw InvalidArgument(fmt::format("batch vectors differ in size (tokens={}, pos={}, seq_id={}, output={})", n,
+                                      batch.pos.size(), batch.seq_id.size(), batch.output.size()));
+  if (n == 0) throw InvalidArgument("batch is empty");
+  for (int layer : options.hidden_layers)
+    if (layer < 0 || layer > c.n_layers)
+      throw InvalidArgument(fmt::format("hidden layer {} out of range [0, {}]", layer, c.n_layers));
+
+  // Group the entries by sequence (in order of first appearance) and check each continues its cache.
+  std::vector<SeqSpan> seqs;
+  std::vector<std::vector<std::size_t>> entries;  // per sequence: its batch entries, in position order
+  std::map<std::int32_t, std::size_t> seq_index;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (batch.tokens[i] < 0 || batch.tokens[i] >= c.vocab_size)
+      throw InvalidArgument(
+          fmt::format("token id {} out of range [0, {}) at batch entry {}", batch.tokens[i], c.vocab_size, i));
+    if (batch.seq_id[i] < 0)
+      throw InvalidArgument(fmt::format("seq_id must be >= 0 (seq_id={} at batch entry {})", batch.seq_id[i], i));
+    auto [it, fresh] = seq_index.emplace(batch.seq_id[i], seqs.size());
+    if (fresh) {
+      seqs.push_back({batch.seq_id[i], cached_len(batch.seq_id[i]), 0, 0});
+      entries.emplace_back();
+    }
+    SeqSpan& s = seqs[it->second];
+    const std::int64_t expected = s.p0 + s.len;
+    if (batch.pos[i] != expected)
+      throw InvalidArgument(fmt::format("position {} of sequence {} at batch entry {} does not continue its cache "
+                                        "(expected position {})",
+                                        batch.pos[i], batch.seq_id[i], i, expected));
+    if (expected >= n_ctx)
+      throw InvalidArgument(fmt::format("sequence {} exceeds the context window (position {}, n_ctx={})",
+                                        batch.seq_id[i], expected, n_ctx));
+    entries[it->second].push_back(i);
+    ++s.len;
+  }
+
+  // Packed order: the tokens of each sequence contiguous, no padding.
+  BatchPlan plan;
+  std::vector<std::int64_t> packed_row(n);  // packed row of each batch entry
+  for (std::size_t s = 0; s < seqs.size(); ++s) {
+    seqs[s].start = static_cast<std::int64_t>(plan.tokens.size());
+    for (std::size_t i : entries[s]) {
+      packed_row[i] = static_cast<std::int64_t>(plan.tokens.size());
+      plan.tokens.push_back(batch.tokens[i]);
+      plan.positions.push_back(batch.pos[i]);
+    }
+  }
+  for (std::size_t i = 0; i < n; ++i)
+    if (batch.output[i]) plan.out_rows.push_back(packed_row[i]);
+  plan.seqs = std::move(seqs);
+  return plan;
+}
+
+DecodeOutput forward(const Model& model, const BatchPlan& plan, const std::vector<SeqKv>& kv,
+                     const DecodeOptions& options) {
+  const Config& c = model.config();
+  const Weights& W = model.weights();
+  const auto long_opts = at::TensorOptions().dtype(at::kLong);
+  at::Tensor tokens = at::tensor(plan.tokens, long_opts).to(model.device());        // [n]
+  at::Tensor positions = at::tensor(plan.positions, long_opts).to(model.device());  // [n]
+  at::Tensor rows = at::tensor(plan.out_rows, long_opts).to(model.device());        // [n_out]
+  Pass p{c, plan, kv, pick_kernels(W, tokens.size(0)), {}, {}, 1.0 / std::sqrt(static_cast<double>(c.head_dim))};
+  detail::rope_cos_sin(positions, model.inv_freq(), model.dtype(), p.cos, p.sin);
+
+  std::vector<at::Tensor> hidden(c.n_layers + 1);  // requested layers only, [n_out, dim]
+  auto wanted = [&](std::int64_t layer) {
+    return std::find(options.hidden_layers.begin(), options.hidden_layers.end(), layer) !=
+           options.hidden_layers.end();
+  };
+  at::Tensor x = W.tok_embeddings.index_select(0, tokens);  // [n, dim]
+  if (wanted(0)) hidden[0] = x.index_select(0, rows);
+  for (std::int64_t l = 0; l < c.n_layers; ++l) {
+    const LayerWeights& L = W.layers[l];
+    x.add_(attention(p, L, l, norm(p, x, L.attention_norm)));  // [n, dim] residual
+    x.add_(feed_forward(p, L, norm(p, x, L.ffn_norm)));         // [n, dim] residual
+    if (l + 1 < c.n_layers && wanted(l + 1)) hidden[l + 1] = x.index_select(0, rows);
+  }
+  at::Tensor xo = norm(p, x.index_select(0, rows), W.norm);  // [n_out, dim] final norm
+  if (wanted(c.n_layers)) hidden[c.n_layers] = xo;
+
+  DecodeOutput out;
+  if (options.logits) out.logits = detail::linear(xo, W.output).to(at::kFloat).cpu().contiguous();  // [n_out, V]
+  for (int layer : options.hidden_layers) out.hidden.push_back(hidden[layer].to(at::kFloat).cpu().contiguous());
+  return out;
+}
+
+}  // namespace crossicl::detail
