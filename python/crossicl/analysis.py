@@ -12,8 +12,11 @@ Three parts, all numpy/pandas out:
 * :func:`rank_sources`: recommends sources for a target from unlabelled target inputs alone;
   :func:`evaluate_ranking` scores a ranking against measured gains.
 
-Plots (:func:`plot_layer_correlation`, :func:`plot_similarity_vs_gain`) return matplotlib Figures; matplotlib is
-imported only when they are called.
+Plots (:func:`plot_layer_correlation`, :func:`plot_similarity_vs_gain`, defined in crossicl.plots) return
+matplotlib Figures; matplotlib is imported only when they are called.
+
+Gains are in percentage points and accuracies in percent, as in crossicl.results. Scorers have the names of
+crossicl's C++ scorers ("paper_eval", "paper_compare", "clean").
 
 >>> pack = crossicl.paper.Pack("../shared/paper")
 >>> engine = crossicl.Engine(crossicl.models.smollm2_path(), dtype="bfloat16")
@@ -46,6 +49,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from . import config
+from .executors import open_engine
+from .experiment import Experiment
+from .planning import Planner, embed_texts, fill_from_cache
+from .plots import plot_layer_correlation, plot_similarity_vs_gain
+from .records import SCORERS, load_records
 
 __all__ = [
     "TokenSpan", "SimilarityResult", "label_cues", "token_spans", "activation_similarity", "correlate",
@@ -201,18 +211,8 @@ def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # [..., dim] x [..., dim]
 
 
 def _resolve_layers(engine: Any, layers: Iterable[int]) -> list[int]:
-    n = int(engine.config.n_layers)
-    layers = [int(x) for x in layers]
-    if not layers:
-        raise ValueError("layers is empty")
-    out = []
-    for x in layers:
-        if x == -1:
-            x = n
-        if not 0 <= x <= n:
-            raise ValueError(f"layer {x} out of range: layers are 0 (embeddings) .. {n} (final norm) or -1")
-        out.append(x)
-    return out
+    """Absolute layer numbers by the engine's own rule (Engine.resolve_layers)."""
+    return list(engine.resolve_layers([int(x) for x in layers]))
 
 
 def _engine_tag(engine: Any) -> str:
@@ -251,18 +251,6 @@ class _Cache:
             tmp = self.dir / f"{key}.tmp.npy"
             np.save(tmp, value)
             tmp.replace(self.dir / f"{key}.npy")
-
-
-def _from_cache(store: Any, keys: Sequence[str], out: list) -> list[int]:
-    """Fills out[i] from the cache where key i is there; returns the indices still to compute."""
-    todo = []
-    for i, key in enumerate(keys):
-        hit = store.get(key) if store is not None else None
-        if hit is not None:
-            out[i] = hit
-        else:
-            todo.append(i)
-    return todo
 
 
 def activation_similarity(engine: Any, prompts: Sequence[Any], spans: Sequence[Any] | None = None, *,
@@ -318,7 +306,7 @@ def activation_similarity(engine: Any, prompts: Sequence[Any], spans: Sequence[A
     n, nl = len(plans), len(lay)
     pooled: list[np.ndarray | None] = [None] * n  # each [4, n_layers, dim]: src mean, tgt mean, src last, tgt last
     keys = [store.key(ids, lay, src + [(-1, -1)] + tgt) if cache is not None else "" for ids, src, tgt in plans]
-    todo = _from_cache(store if cache is not None else None, keys, pooled)
+    todo = fill_from_cache(store if cache is not None else None, keys, pooled)
     for c in range(0, len(todo), batch_size):
         chunk = todo[c:c + batch_size]
         hs = engine.hidden_states([plans[i][0] for i in chunk], layers=lay, pooling="none")
@@ -446,41 +434,29 @@ def peak_layer(corr: Any, *, stat: str = "spearman_rho", layer: str = "layer") -
 
 # ------------------------------------------------------------------------------------------- records -> gains
 
-_CROSS_METHODS = {"totally-cross-sim": "cross-task", "cross-task": "cross-task"}
-_SCORER_COLUMNS = {  # scorer -> columns tried in order (runner format first, then scripts/smollm2_results.py)
-    "eval": ("correct_paper_eval", "correct_eval"),
-    "compare": ("correct_paper_compare", "correct_compare"),
-    "clean": ("correct_clean",),
-}
-
-
-def records_frame(records: Any, *, scorer: str = "eval"):
+def records_frame(records: Any, *, scorer: str = "paper_eval"):
     """Normalise run records to a DataFrame with columns ``target, method, source, id, correct`` (+ ``k``,
     ``seed``, ``model`` when present).
 
-    Accepts a path to a JSON Lines file, a list of dicts, or a DataFrame, in either format: the experiment
-    runner's (``method`` "cross-task", ``correct_paper_eval`` / ``correct_paper_compare`` / ``correct_clean``) or
-    scripts/smollm2_results.py's (``method`` "totally-cross-sim", ``correct_eval`` / ``correct_compare``).
-    ``method`` "totally-cross-sim" becomes "cross-task". ``scorer``: "eval", "compare" or "clean"."""
+    Accepts a records file or run folder (read by :func:`crossicl.records.load_records`), a list of record
+    dicts, or a DataFrame. Methods named by the paper ("totally-cross-sim") become the runner's ("cross-task").
+    ``scorer``: "paper_eval", "paper_compare" or "clean"; ``correct`` is its ``correct_<scorer>`` flag (0/1)."""
     import pandas as pd
-    if scorer not in _SCORER_COLUMNS:
-        raise ValueError(f"scorer must be one of {sorted(_SCORER_COLUMNS)} (scorer={scorer!r})")
+    if scorer not in SCORERS:
+        raise ValueError(f"scorer must be one of {list(SCORERS)} (scorer={scorer!r})")
     if isinstance(records, (str, pathlib.Path)):
-        rows = [json.loads(line) for line in pathlib.Path(records).read_text(encoding="utf-8").splitlines()
-                if line.strip()]
-        df = pd.DataFrame(rows)
+        df = load_records(records)
     elif isinstance(records, pd.DataFrame):
         df = records.copy()
     else:
         df = pd.DataFrame(list(records))
-    col = next((c for c in _SCORER_COLUMNS[scorer] if c in df.columns), None)
-    if col is None:
-        raise ValueError(f"records have no correctness column for scorer {scorer!r} "
-                         f"(looked for {list(_SCORER_COLUMNS[scorer])})")
+    col = f"correct_{scorer}"
+    if col not in df.columns:
+        raise ValueError(f"records have no correctness column for scorer {scorer!r} (looked for {col!r})")
     for c in ("target", "method", "id"):
         if c not in df.columns:
             raise ValueError(f"records lack column {c!r}")
-    out = pd.DataFrame({"target": df["target"], "method": df["method"].map(lambda m: _CROSS_METHODS.get(m, m)),
+    out = pd.DataFrame({"target": df["target"], "method": df["method"].map(lambda m: config.ALIASES.get(m, m)),
                         "source": df["source"] if "source" in df.columns else None,
                         "id": df["id"].astype(str), "correct": df[col].astype(float)})
     for c in ("k", "seed", "model"):
@@ -490,8 +466,8 @@ def records_frame(records: Any, *, scorer: str = "eval"):
 
 
 def pair_gains(records: Any, *, method: str = "cross-task", baseline: str = "zero-shot"):
-    """Gain of every (target, source) pair: ``acc`` (mean ``correct`` of ``method`` records of the pair) minus
-    ``acc_zero`` (mean ``correct`` of the target's ``baseline`` records), on a 0-1 scale.
+    """Gain of every (target, source) pair in percentage points: ``acc`` (percent of ``method`` records of the
+    pair that are correct) minus ``acc_zero`` (percent of the target's ``baseline`` records that are correct).
 
     ``records``: a DataFrame with columns ``target, method, source, correct`` (see :func:`records_frame`).
     Returns columns ``target, source, n, acc, acc_zero, gain``. Raises ValueError when a target has
@@ -503,10 +479,11 @@ def pair_gains(records: Any, *, method: str = "cross-task", baseline: str = "zer
         raise ValueError(f"no records of method {method!r}")
     g = cross.groupby(["target", "source"])["correct"].agg(["size", "mean"]).reset_index()
     g.columns = ["target", "source", "n", "acc"]
+    g["acc"] = 100.0 * g["acc"]
     miss = sorted(set(g["target"]) - set(zero.index))
     if miss:
         raise ValueError(f"no {baseline!r} records for target(s) {miss}")
-    g["acc_zero"] = g["target"].map(zero).astype(float)
+    g["acc_zero"] = 100.0 * g["target"].map(zero).astype(float)
     g["gain"] = g["acc"] - g["acc_zero"]
     return pd.DataFrame(g)
 
@@ -523,47 +500,27 @@ def item_table(records: Any, *, method: str = "cross-task", baseline: str = "zer
 
 
 def paper_pair_gains(accuracy_csv: Any, *, model: str = "llama-2-7b", method: str = "totally-cross-sim",
-                     shots: int = 1, scorer: str = "eval"):
-    """The pack's published per-(target, source) gains (golden/accuracy.csv, 0-1 scale) of one model: columns
-    ``target, source, acc, acc_zero, gain``. The pack has them for ARC-Challenge and financial_phrasebank."""
+                     shots: int = 1, scorer: str = "paper_eval"):
+    """The pack's published per-(target, source) gains (golden/accuracy.csv) of one model, in percentage points
+    as :func:`pair_gains`: columns ``target, source, acc, acc_zero, gain``. The pack has them for ARC-Challenge
+    and financial_phrasebank. ``scorer``: "paper_eval" or "paper_compare"."""
     import pandas as pd
-    col = {"eval": "accuracy_eval", "compare": "accuracy_compare"}.get(scorer)
+    col = {"paper_eval": "accuracy_eval", "paper_compare": "accuracy_compare"}.get(scorer)
     if col is None:
-        raise ValueError(f"scorer must be 'eval' or 'compare' (scorer={scorer!r})")
+        raise ValueError(f"scorer must be 'paper_eval' or 'paper_compare' (scorer={scorer!r})")
     acc = pd.read_csv(accuracy_csv)
     acc = acc[acc["model"] == model]
     if len(acc) == 0:
         raise ValueError(f"no rows for model {model!r} in {accuracy_csv}")
-    zero = acc[acc["method"] == "zero-shot"].set_index("target")[col] / 100.0
+    zero = acc[acc["method"] == "zero-shot"].set_index("target")[col]
     cross = acc[(acc["method"] == method) & (acc["shots"] == shots)]
-    out = pd.DataFrame({"target": cross["target"], "source": cross["source"], "acc": cross[col] / 100.0})
+    out = pd.DataFrame({"target": cross["target"], "source": cross["source"], "acc": cross[col]})
     out["acc_zero"] = out["target"].map(zero)
     out["gain"] = out["acc"] - out["acc_zero"]
     return out.reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------- source recommendation
-
-def _embed_texts(engine: Any, texts: Sequence[str], layers: list[int], batch_size: int,
-                 cache: _Cache | None) -> np.ndarray:  # -> [len(texts), n_layers, dim] mean over each text's tokens
-    dim = int(engine.config.dim)
-    out = np.zeros((len(texts), len(layers), dim), np.float32)
-    ids = [list(engine.encode(t)) for t in texts]
-    keys = [cache.key(x, layers, [(0, -1)]) if cache is not None else "" for x in ids]
-    for i in range(len(texts)):
-        if not ids[i]:
-            raise ValueError(f"text {i} encodes to no token")
-    todo = _from_cache(cache, keys, out)
-    for c in range(0, len(todo), batch_size):
-        chunk = todo[c:c + batch_size]
-        hs = engine.hidden_states([ids[i] for i in chunk], layers=layers, pooling="none")
-        for i, h in zip(chunk, hs):  # [n_layers, n_tokens, dim]
-            b = 1 if (len(ids[i]) > 1 and ids[i][0] == engine.config.bos_id) else 0  # BOS is not text
-            out[i] = h[:, b:].mean(1)
-            if cache is not None:
-                cache.put(keys[i], out[i])
-    return out
-
 
 def rank_sources(engine: Any, target_items: Sequence[str], source_pools: Mapping[str, Sequence[str]], *,
                  layers: Sequence[int] = (-1,), n_per_source: int = 32, seed: int = 0, batch_size: int = 16,
@@ -595,12 +552,12 @@ def rank_sources(engine: Any, target_items: Sequence[str], source_pools: Mapping
         v = v.astype(np.float64)
         return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-30)
 
-    t = unit(_embed_texts(engine, list(target_items), lay, batch_size, store)).mean(0)  # [n_layers, dim]
+    t = unit(embed_texts(engine, list(target_items), lay, batch_size=batch_size, cache=store)).mean(0)  # [layers, dim]
     rows = []
     for name, pool in source_pools.items():
         pool = list(pool)
         pick = rng.choice(len(pool), size=min(n_per_source, len(pool)), replace=False)
-        s = unit(_embed_texts(engine, [pool[i] for i in sorted(pick)], lay, batch_size, store)).mean(0)
+        s = unit(embed_texts(engine, [pool[i] for i in sorted(pick)], lay, batch_size=batch_size, cache=store)).mean(0)
         sim = (t * s).sum(-1)  # mean pairwise cosine = <mean unit target, mean unit source>, [n_layers]
         for li, layer in enumerate(lay):
             rows.append({"layer": layer, "source": name, "similarity": float(sim[li])})
@@ -640,53 +597,6 @@ def evaluate_ranking(ranking: Any, gains: Any, *, score: str = "similarity", by:
     return pd.DataFrame(rows)
 
 
-# ------------------------------------------------------------------------------------------------------- plots
-
-def plot_layer_correlation(df: Any, *, stats_: Sequence[str] = ("pearson", "spearman"), hue: str | None = None,
-                           title: str = "Similarity-gain correlation per layer"):
-    """Correlation per layer with its bootstrap interval (shaded), one line per statistic (and per ``hue``
-    value, e.g. a ``level`` column "pair"/"item"). ``df``: output of :func:`layer_correlations` (columns
-    ``layer, pearson_r, pearson_lo, pearson_hi, spearman_rho, spearman_lo, spearman_hi``). Returns a Figure."""
-    import matplotlib.pyplot as plt
-    point = {"pearson": "pearson_r", "spearman": "spearman_rho"}
-    fig, ax = plt.subplots(figsize=(7, 4))
-    groups = [(None, df)] if hue is None else list(df.groupby(hue, sort=True))
-    for hv, g in groups:
-        g = g.sort_values("layer")
-        for st in stats_:
-            label = st if hv is None else f"{hv} {st}"
-            line, = ax.plot(g["layer"], g[point[st]], marker="o", ms=3, label=label)
-            ax.fill_between(g["layer"], g[f"{st}_lo"], g[f"{st}_hi"], color=line.get_color(), alpha=0.15)
-    ax.axhline(0, color="grey", lw=0.8)
-    ax.set_xlabel("layer (0 = embeddings)")
-    ax.set_ylabel("correlation")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_similarity_vs_gain(df: Any, *, x: str = "similarity", y: str = "gain", hue: str = "target",
-                            layer: int | None = None, title: str | None = None):
-    """Scatter of similarity against gain, coloured by ``hue`` (default target). ``df``: columns ``x``, ``y``,
-    ``hue`` and, when ``layer`` is given, ``layer`` (rows of other layers are dropped). Returns a Figure."""
-    import matplotlib.pyplot as plt
-    if layer is not None:
-        df = df[df["layer"] == layer]
-    if len(df) == 0:
-        raise ValueError("nothing to plot (no rows" + (f" for layer {layer})" if layer is not None else ")"))
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for hv, g in df.groupby(hue, sort=True):
-        ax.scatter(g[x], g[y], s=18, alpha=0.8, label=str(hv))
-    ax.axhline(0, color="grey", lw=0.8)
-    ax.set_xlabel(f"{x}" + (f" (layer {layer})" if layer is not None else ""))
-    ax.set_ylabel(y)
-    ax.set_title(title or f"{x} vs {y}")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
 # ---------------------------------------------------------------------------------------------- run folders
 
 def analyze_run(run_dir: Any, *, layers: Sequence[int] | None = None, engines: Mapping[str, Any] | None = None,
@@ -700,8 +610,6 @@ def analyze_run(run_dir: Any, *, layers: Sequence[int] | None = None, engines: M
     Pooled states are cached in ``analysis/cache``. ``engines``: open engines by model name (else each model
     of the config is loaded once). Returns the written paths; ``crossicl report`` then adds the section."""
     import pandas as pd
-    from .experiment import Experiment
-    from .runner import _Planner, open_engine
     run = pathlib.Path(run_dir)
     cfg_path = run / "config.json"
     if not cfg_path.is_file():
@@ -717,7 +625,7 @@ def analyze_run(run_dir: Any, *, layers: Sequence[int] | None = None, engines: M
         engine = exp.engines.get(spec.name) or open_engine(spec)
         exp.engines[spec.name] = engine
         lay = list(layers) if layers is not None else list(range(engine.config.n_layers + 1))
-        planner = _Planner(exp, engine, spec, {})
+        planner = Planner(exp.grid, engine, spec.name)
         prompts, keys = [], []
         for cell in cells:
             items = exp.data.items(cell.target)
@@ -747,66 +655,3 @@ def analyze_run(run_dir: Any, *, layers: Sequence[int] | None = None, engines: M
     pd.concat(frames, ignore_index=True).to_csv(written[0], index=False)
     pd.concat(rankings, ignore_index=True).to_csv(written[1], index=False)
     return written
-
-
-def report_section(run_dir: Any, out_dir: Any, records: Any, *, scorer: str = "paper_eval") -> tuple[list, list]:
-    """The activation-analysis section of ``crossicl report``: (markdown lines, written paths). Empty when the run
-    folder has no analysis/similarity.csv (run ``crossicl analyze`` first)."""
-    import pandas as pd
-    from . import results
-    run, out = pathlib.Path(run_dir), pathlib.Path(out_dir)
-    sim_path = run / "analysis" / "similarity.csv"
-    if not sim_path.is_file():
-        return [], []
-    sim = pd.read_csv(sim_path, dtype={"id": str})
-    md = ["## Activation similarity and gain", "",
-          "Cosine of the mean hidden state over the source demonstration's input tokens and over the target "
-          "input tokens, per layer (0 = embeddings), from `crossicl analyze` (crossicl.analysis). Intervals: 95% "
-          "percentile bootstrap, 2000 resamples; the peak layer is chosen after looking at every layer, so its "
-          "interval is optimistic.", ""]
-    g = results.gains(records, scorer=scorer, method="cross-task")
-    keys = [c for c in ("model", "target", "source", "k") if c in g.columns and c in sim.columns]
-    pair = sim.groupby(keys + ["layer"], as_index=False)[["similarity", "similarity_last"]].mean()
-    pair = pair.merge(g[keys + ["gain"]].groupby(keys, as_index=False)["gain"].mean(), on=keys)
-    if len(pair["source"].unique()) < 3 or len(pair) < 3 * pair["layer"].nunique():
-        return md + ["Skipped: fewer than 3 (target, source) pairs with a gain.", ""], []
-    flag = f"correct_{scorer}"
-    item_keys = [c for c in ("model", "target", "method", "source", "k", "id") if c in sim.columns]
-    rec = records[item_keys + [flag]].drop_duplicates(item_keys)
-    item = sim.merge(rec, on=item_keys)
-    item["correct"] = item[flag].astype(float)
-    c_pair = layer_correlations(pair, x="similarity", y="gain")
-    c_item = layer_correlations(item, x="similarity", y="correct")
-    peak = peak_layer(c_pair)
-    lines = ["| layer | pair: Pearson r [95% CI] | pair: Spearman rho [95% CI] | item: Spearman rho [95% CI] |",
-             "|---:|---|---|---|"]
-    for (_, a), (_, b) in zip(c_pair.iterrows(), c_item.iterrows()):
-        lines.append(f"| {int(a.layer)} | {a.pearson_r:+.3f} [{a.pearson_lo:+.3f}, {a.pearson_hi:+.3f}] | "
-                     f"{a.spearman_rho:+.3f} [{a.spearman_lo:+.3f}, {a.spearman_hi:+.3f}] | "
-                     f"{b.spearman_rho:+.3f} [{b.spearman_lo:+.3f}, {b.spearman_hi:+.3f}] |")
-    md += [f"{len(pair) // pair['layer'].nunique()} (target, source) pairs (gain = cross-task minus zero-shot "
-           f"accuracy, points), {len(item) // item['layer'].nunique()} items (correct or not). Pair-level "
-           f"Spearman peaks at layer {peak}.", ""] + lines + [""]
-    both = pd.concat([c_pair.assign(level="pair"), c_item.assign(level="item")], ignore_index=True)
-    written = [results.save_figure(plot_layer_correlation(both, hue="level"), out / "analysis_layers.png"),
-               results.save_figure(plot_similarity_vs_gain(pair, layer=peak), out / "analysis_scatter.png")]
-    md += ["![correlation per layer](analysis_layers.png)", "", f"![similarity vs gain, layer {peak}]"
-           f"(analysis_scatter.png)", ""]
-    rank_path = run / "analysis" / "ranking.csv"
-    if rank_path.is_file():
-        ranking = pd.read_csv(rank_path)
-        ev = evaluate_ranking(ranking, g[keys + ["gain"]].groupby(["target", "source"], as_index=False)["gain"].mean())
-        per_layer = ev.groupby("layer", as_index=False)[["rho", "top1_gain", "best_gain", "mean_gain"]].mean()
-        best = per_layer.loc[per_layer["rho"].idxmax()] if per_layer["rho"].notna().any() else None
-        md += ["### Label-free source ranking (rank_sources)", "",
-               "Sources ranked per target by the mean cosine of mean-pooled hidden states of target and source "
-               "inputs (no labels), against the measured gains: mean over targets of Spearman rho, and the gain "
-               "of the top-ranked source vs the best and the mean source.", "",
-               "| layer | mean rho | top-1 gain | best gain | mean gain |", "|---:|---:|---:|---:|---:|"]
-        for _, r in per_layer.iterrows():
-            md.append(f"| {int(r.layer)} | {r.rho:+.3f} | {r.top1_gain:+.2f} | {r.best_gain:+.2f} | "
-                      f"{r.mean_gain:+.2f} |")
-        if best is not None:
-            md += ["", f"Best layer for the ranking: {int(best.layer)} (mean rho {best.rho:+.3f})."]
-        md.append("")
-    return md, written

@@ -19,7 +19,8 @@ import pathlib
 import sys
 from collections.abc import Sequence
 
-from . import _crossicl
+from . import _crossicl, analysis, config, models, records, report, results
+from .experiment import Experiment
 
 SAMPLES = pathlib.Path(__file__).resolve().parent / "data" / "samples"
 DEMO_CONFIG = pathlib.Path(__file__).resolve().parent / "data" / "demo.toml"
@@ -61,7 +62,6 @@ def _select_demo(args: argparse.Namespace) -> int:
 
 def _demo_model() -> tuple[dict | None, str]:
     """The model the demo uses: ([[models]] entry, words saying which)."""
-    from . import models
     try:
         path = models.smollm2_path()
         return {"name": "smollm2-135m", "path": str(path), "dtype": "bfloat16"}, f"SmolLM2-135M-Instruct ({path})"
@@ -79,47 +79,43 @@ def _demo_model() -> tuple[dict | None, str]:
 def _demo(args: argparse.Namespace) -> int:
     if args.select_only:
         return _select_demo(args)
-    from . import experiment, results
     model, words = _demo_model()
     print(f"crossicl demo: model {words}")
     if model is None:
         print("no model available: showing demonstration selection only\n")
         return _select_demo(args)
-    cfg = experiment.load_config(DEMO_CONFIG)
+    cfg = config.load_config(DEMO_CONFIG)
     cfg["models"] = [dict(model, threads=args.threads)]
     cfg["data"]["items"] = args.items
     cfg["selection"]["selector"] = "bm25" if args.bm25 else cfg["selection"]["selector"]
     out = pathlib.Path(args.out).resolve()
-    exp = experiment.Experiment(cfg, out=out)
+    exp = Experiment(cfg, out=out)
     print(f"grid: {len(exp.targets)} targets x {len(exp.sources)} sources, methods {', '.join(exp.methods)}, "
           f"{args.items} items per target, selector {exp.config['selection']['selector']}; records in {out}")
     exp.run(progress=not args.quiet)
     table = results.summary(exp.results())
     cols = [c for c in ("target", "method", "source", "n", "accuracy") if c in table.columns]
     print(table[cols].to_string(index=False))
-    written = results.write_report(out)
+    written = report.write_report(out)
     print(f"\nreport: {', '.join(str(p) for p in written)}")
     return 0
 
 
 def _run(args: argparse.Namespace) -> int:
-    from . import experiment
-    exp = experiment.Experiment.from_file(args.config, out=args.out)
+    exp = Experiment.from_file(args.config, out=args.out)
     print(f"crossicl run: {len(exp.cells)} cells, records in {exp.out}", file=sys.stderr)
     exp.run(shard=args.shard, progress=not args.quiet)
-    print(str(exp.records_path(None if args.shard is None else experiment.parse_shard(args.shard))))
+    print(str(exp.records_path(None if args.shard is None else config.parse_shard(args.shard))))
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
-    from . import results
-    for path in results.write_report(args.run_dir, args.out, scorer=args.scorer):
+    for path in report.write_report(args.run_dir, args.out, scorer=args.scorer):
         print(path)
     return 0
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from . import analysis
     layers = None if args.layers is None else [int(x) for x in args.layers.split(",") if x.strip()]
     for path in analysis.analyze_run(args.run_dir, layers=layers, n_per_source=args.n_per_source):
         print(path)
@@ -127,8 +123,7 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from . import experiment
-    n = experiment.merge(args.inputs, args.out)
+    n = records.merge(args.inputs, args.out)
     print(f"{n} records -> {args.out}")
     return 0
 
@@ -154,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rep = sub.add_parser("report", help="tables (markdown, CSV) and plots (PNG) of a run folder")
     rep.add_argument("run_dir")
     rep.add_argument("--out", default=None, help="output folder (default RUN_DIR/report)")
-    rep.add_argument("--scorer", default="paper_eval", choices=["paper_eval", "paper_compare", "clean"])
+    rep.add_argument("--scorer", default="paper_eval", choices=list(records.SCORERS))
     ana = sub.add_parser("analyze", help="activation similarity of source and target inputs vs gain, source "
                                          "ranking (adds a section to `crossicl report`)")
     ana.add_argument("run_dir")

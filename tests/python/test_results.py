@@ -15,7 +15,12 @@ pd = pytest.importorskip("pandas")
 scipy_stats = pytest.importorskip("scipy.stats")
 
 import crossicl  # noqa: E402
-from crossicl import results  # noqa: E402
+from crossicl import plots, report, results  # noqa: E402
+from tolerance import approx, approx_f64, f64_rel  # noqa: E402
+
+# Accuracies are float64 percentages from a few operations (100 * hits / n, means of a few cells): 8 roundings
+# (f64_rel(8) ~ 9e-16) relative; a difference of accuracies scales with the accuracies (scale 100, the percent
+# range). The Wilson interval keeps 1e-9 relative: crossicl's normal quantile is accurate to about that.
 
 MODEL = "m1"
 IDS = {"T1": ["a", "b", "c", "d"], "T2": ["a", "b", "c", "d", "e"]}
@@ -206,10 +211,10 @@ def test_summary_by_hand(df):
     for (target, method, source, k, seed), hits in EVAL.items():
         row = cell_row(s, target, method, source, k, seed)
         assert row.n == len(hits) and row.n_correct == sum(hits)
-        assert row.accuracy == pytest.approx(acc(hits), rel=1e-12)
-        assert (row.ci_lo, row.ci_hi) == pytest.approx(wilson(sum(hits), len(hits)), rel=1e-9, abs=1e-9)
+        assert row.accuracy == approx_f64(acc(hits), 8)
+        assert (row.ci_lo, row.ci_hi) == approx(wilson(sum(hits), len(hits)), 1e-9, scale=100.0)
         assert row.model == MODEL
-    assert cell_row(s, "T2", "cross-task", "s2").accuracy == pytest.approx(500 / 6)
+    assert cell_row(s, "T2", "cross-task", "s2").accuracy == approx_f64(500 / 6, 8)
     assert cell_row(s, "T1", "zero-shot", None, 0).n_empty_pred == 2
     assert s.n_empty_pred.sum() == 2
     assert cell_row(s, "T1", "random-cross", "s1", 1, 1).accuracy == 75.0
@@ -255,9 +260,9 @@ def test_gains_against_pandas_and_scipy(df, scorer):
     assert len(g) == len(ref) == 4
     for r in g.itertuples():
         n, a, z, t, p = ref[(r.target, r.source or "", r.k, -1, r.model)]
-        assert (r.n, r.accuracy, r.zero_shot) == (n, pytest.approx(a), pytest.approx(z))
-        assert r.gain == pytest.approx(a - z)
-        assert r.rel_gain == pytest.approx((a - z) / z)
+        assert (r.n, r.accuracy, r.zero_shot) == (n, approx_f64(a, 8), approx_f64(z, 8))
+        assert r.gain == approx_f64(a - z, 8, scale=100.0)  # a difference: its error scales with a and z
+        assert r.rel_gain == approx_f64((a - z) / z, 8, scale=100.0 / z)
         assert r.df == n - 1
         assert r.t == pytest.approx(t, rel=1e-10)
         assert r.p == pytest.approx(p, rel=1e-9)
@@ -268,8 +273,8 @@ def test_gains_by_hand(df):
     row = cell_row(g, "T1", "cross-task", "s1")
     # d = [0, 1, 0, 1]: mean 0.5, sd 0.57735, t = 0.5 / (0.57735 / 2) = sqrt(3)
     assert (row.n, row.accuracy, row.zero_shot, row.gain, row.rel_gain) == (4, 75.0, 25.0, 50.0, 2.0)
-    assert row.t == pytest.approx(math.sqrt(3))
-    assert row.p == pytest.approx(crossicl.student_t_sf(math.sqrt(3), 3))
+    assert row.t == approx_f64(math.sqrt(3), 16)
+    assert row.p == pytest.approx(crossicl.student_t_sf(math.sqrt(3), 3), rel=1e-9)  # as the SciPy comparisons
     # the extra item "f" has no zero-shot twin: 5 pairs, accuracy on those 5 (80), not the cell's 83.33
     row = cell_row(g, "T2", "cross-task", "s2")
     assert (row.n, row.accuracy, row.zero_shot) == (5, 80.0, 40.0)
@@ -280,7 +285,7 @@ def test_gains_by_hand(df):
     assert cell_row(allg, "T1", "random-cross", "s1", 1, 1).gain == 50.0
     two = results.gains(df, alternative="two-sided")
     assert cell_row(two, "T1", "cross-task", "s1").p == pytest.approx(
-        2 * cell_row(g, "T1", "cross-task", "s1").p)
+        2 * cell_row(g, "T1", "cross-task", "s1").p, rel=1e-9)
     # T2 in-task loses everything: the one-tailed p of "greater" is large, of "less" small
     less = results.gains(df, method="in-task", alternative="less")
     assert cell_row(less, "T2", "in-task", None).p < 0.5 < cell_row(allg, "T2", "in-task", None).p
@@ -310,14 +315,16 @@ def test_gains_errors(df):
 def test_headline_gain_by_hand(df):
     a_zero = (25.0 + 40.0) / 2
     a_cross = ((75.0 + 25.0) / 2 + (60.0 + 500 / 6) / 2) / 2
-    assert results.headline_gain(df) == pytest.approx((a_cross - a_zero) / a_zero, rel=1e-12)
+    assert results.headline_gain(df) == approx_f64((a_cross - a_zero) / a_zero, 16, scale=a_cross / a_zero)
     a_zero_cmp = (50.0 + 40.0) / 2
-    assert results.headline_gain(df, scorer="paper_compare") == pytest.approx((a_cross - a_zero_cmp) / a_zero_cmp)
+    assert results.headline_gain(df, scorer="paper_compare") == approx_f64((a_cross - a_zero_cmp) / a_zero_cmp, 16,
+                                                                            scale=a_cross / a_zero_cmp)
     # random-cross: the two seeds of (T1, s1) are averaged; T2 has no random-cross cell -> named in the error
     with pytest.raises(ValueError, match="T2"):
         results.headline_gain(df, method="random-cross")
     only_t1 = df[df.target == "T1"]
-    assert results.headline_gain(only_t1, method="random-cross") == pytest.approx((62.5 - 25.0) / 25.0)
+    assert results.headline_gain(only_t1, method="random-cross") == approx_f64((62.5 - 25.0) / 25.0, 16,
+                                                                               scale=62.5 / 25.0)
     with pytest.raises(ValueError, match="no 'zero-shot' cells or no 2-shot"):
         results.headline_gain(df, k=2)
 
@@ -330,7 +337,7 @@ def test_multi_model_needs_model(run_dir):
         results.headline_gain(d)
     with pytest.raises(ValueError, match="no records for model 'm3'"):
         results.accuracy_table(d, model="m3")
-    assert results.headline_gain(d, model="m2") == pytest.approx(results.headline_gain(d, model="m1"))
+    assert results.headline_gain(d, model="m2") == results.headline_gain(d, model="m1")  # same records, same sums
     assert len(results.gains(d)) == 8
 
 
@@ -339,7 +346,7 @@ def test_accuracy_table(df):
     assert list(t.index) == ["s1", "s2", "zero-shot", "in-task"]
     assert list(t.columns) == ["T1", "T2"]
     expected = [75.0, 60.0, 25.0, 500 / 6, 25.0, 40.0, 100.0, 0.0]
-    assert t.to_numpy().ravel().tolist() == pytest.approx(expected)
+    assert t.to_numpy().ravel().tolist() == approx_f64(expected, 8)
     r = results.accuracy_table(df, method="random-cross", baselines=("zero-shot",))
     assert list(r.index) == ["s1", "zero-shot"]
     assert r.loc["s1", "T1"] == 62.5 and math.isnan(r.loc["s1", "T2"])
@@ -350,7 +357,7 @@ def test_accuracy_table(df):
 def test_markdown_table():
     t = pd.DataFrame({"name": ["a|b", None], "acc": [12.3456, float("nan")], "p": [0.000123456, 0.5],
                       "n": [3, 4]})
-    md = results.markdown_table(t).splitlines()
+    md = report.markdown_table(t).splitlines()
     assert md[0] == "| name | acc | p | n |"
     assert md[1] == "|:---|---:|---:|---:|"
     assert md[2] == "| a\\|b | 12.35 | 0.000123 | 3 |"
@@ -359,15 +366,15 @@ def test_markdown_table():
 
 # --------------------------------------------------------------------------------------------------- plots
 def test_plots(df):
-    fig = results.plot_heatmap(df)
+    fig = plots.plot_heatmap(df)
     ax = fig.axes[0]
     texts = sorted(t.get_text() for t in ax.texts)
     assert texts == sorted(f"{v:.1f}" for v in (75.0, 60.0, 25.0, 500 / 6, 25.0, 40.0, 100.0, 0.0))
     assert [t.get_text() for t in ax.get_yticklabels()] == ["s1", "s2", "zero-shot", "in-task"]
-    fig = results.plot_gains(df)
+    fig = plots.plot_gains(df)
     heights = sorted(round(p.get_height(), 6) for p in fig.axes[0].patches)
     assert heights == sorted([50.0, 0.0, 20.0, 40.0])
-    fig = results.plot_gains(df, average=True)
+    fig = plots.plot_gains(df, average=True)
     ax = fig.axes[0]
     assert sorted(round(p.get_height(), 6) for p in ax.patches) == [20.0, 35.0]
     import matplotlib.pyplot as plt
@@ -378,7 +385,7 @@ def test_plots(df):
 def test_write_report(run_dir):
     (run_dir / "config.json").write_text(json.dumps({"name": "tiny", "grid": {"targets": ["T1", "T2"], "k": [1]},
                                                      "_base": "/hidden"}))
-    written = results.write_report(run_dir)
+    written = report.write_report(run_dir)
     out = run_dir / "report"
     assert sorted(p.name for p in written) == ["gains.csv", "gains.png", "heatmap.png", "report.md", "summary.csv"]
     assert all(p.parent == out and p.stat().st_size > 0 for p in written)
@@ -392,7 +399,7 @@ def test_write_report(run_dir):
     assert "- m1: +87.18%" in md
     assert "| +50.00 | +200.00% |" in md
     s = pd.read_csv(out / "summary.csv")
-    assert len(s) == len(EVAL) and s.accuracy.sum() == pytest.approx(sum(acc(h) for h in EVAL.values()))
+    assert len(s) == len(EVAL) and s.accuracy.sum() == approx_f64(sum(acc(h) for h in EVAL.values()), len(EVAL) + 8)
     g = pd.read_csv(out / "gains.csv")
     assert len(g) == 8 and g.gain.max() == 75.0 and g.gain.min() == -40.0  # T1 / T2 in-task
     assert set(g.method) == {"cross-task", "in-task", "random-cross"}
@@ -403,7 +410,7 @@ def test_write_report_skips_missing_sections(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     write_jsonl(run / "records.jsonl", recs)
-    written = results.write_report(run, tmp_path / "out", scorer="clean")
+    written = report.write_report(run, tmp_path / "out", scorer="clean")
     assert sorted(p.name for p in written) == ["heatmap.png", "report.md", "summary.csv"]
     md = (tmp_path / "out" / "report.md").read_text()
     assert "No config.json in the run folder." in md
@@ -412,12 +419,12 @@ def test_write_report_skips_missing_sections(tmp_path):
     assert "gains.png skipped" in md
     only_zero = [r for r in make_records() if r["method"] == "zero-shot"]
     write_jsonl(run / "records.jsonl", only_zero)
-    written = results.write_report(run)
+    written = report.write_report(run)
     assert sorted(p.name for p in written) == ["report.md", "summary.csv"]
     md = (run / "report" / "report.md").read_text()
     assert "Skipped: no cross-task cells" in md and "Skipped: only zero-shot cells." in md
     with pytest.raises(ValueError, match="unknown scorer"):
-        results.write_report(run, scorer="bogus")
+        report.write_report(run, scorer="bogus")
 
 
 # ------------------------------------------------------------------------------------------ golden records
@@ -458,8 +465,8 @@ def test_golden_summary_equals_published_accuracy(golden):
         e, c = got_ev[k], got_cmp[k]
         assert (e.n, e.n_correct, c.n_correct, e.n_empty_pred) == (r.n, r.n_correct_eval, r.n_correct_compare,
                                                                    r.n_empty_pred), k
-        assert round(e.accuracy, 4) == pytest.approx(r.accuracy_eval, abs=1e-9), k
-        assert round(c.accuracy, 4) == pytest.approx(r.accuracy_compare, abs=1e-9), k
+        assert round(e.accuracy, 4) == approx_f64(r.accuracy_eval, 8, scale=100.0), k  # the same 4-decimal value
+        assert round(c.accuracy, 4) == approx_f64(r.accuracy_compare, 8, scale=100.0), k
 
 
 @pytest.mark.parametrize("scorer,column,published", [("paper_eval", "accuracy_eval", 0.9466),
@@ -482,11 +489,11 @@ def test_golden_accuracy_table_and_gains(golden):
     assert tab.loc[list(cr.source.unique())].notna().sum().sum() == len(cr) == 20
     for r in cr.itertuples():
         assert tab.loc[r.source, r.target] == pytest.approx(r.accuracy_eval, abs=5e-5)
-    assert tab.loc["zero-shot", "ARC-Challenge"] == pytest.approx(4.6)
+    assert tab.loc["zero-shot", "ARC-Challenge"] == approx_f64(4.6, 8)
     g = results.gains(d[d.model == "llama-2-7b"], method="totally-cross-sim")
     assert len(g) == 20 + len(t[(t.method == "totally-cross-sim") & (t.shots != 1) & (t.model == "llama-2-7b")])
     # every published 500-item cell pairs with all 500 zero-shot items: the gain is the accuracy difference
     g1 = g[g.k == 1]
     for r in g1.itertuples():
         assert r.n == (500 if r.target == "ARC-Challenge" else 501)
-        assert r.gain == pytest.approx(tab.loc[r.source, r.target] - tab.loc["zero-shot", r.target], abs=1e-9)
+        assert r.gain == approx_f64(tab.loc[r.source, r.target] - tab.loc["zero-shot", r.target], 8, scale=100.0)
