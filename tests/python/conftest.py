@@ -35,3 +35,11 @@ def paper_dir(shared: pathlib.Path) -> pathlib.Path:
 @pytest.fixture(scope="session")
 def models_dir(shared: pathlib.Path) -> pathlib.Path:
     return shared / "models"
+
+
+def pytest_collection_modifyitems(items):
+    """Every test that reads a model checkpoint from ../shared/models is marked `model` (`-m "not model"` leaves
+    them out); `slow` is set by hand on the long ones (`-m "not slow"` is the quick subset)."""
+    for item in items:
+        if "models_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.model)
