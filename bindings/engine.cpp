@@ -215,13 +215,11 @@ std::string repr_floats(const std::vector<float>& v) {
 }  // namespace
 
 void register_engine(py::module_& m) {
-  // The option parsers themselves, so that Python can check a name early (e.g. an experiment file) with the same
-  // rule and message as the engine.
+  // The truncation parser itself, so that Python can check an experiment file early with the engine's rule and
+  // message.
   m.def("check_truncation", [](const std::string& name) { return std::string(truncation_name(truncation_from_name(name))); },
         py::arg("name"),
         "The canonical name of a truncation mode ('none', 'left', 'right'); ValueError listing them otherwise.");
-  m.def("check_pooling", [](const std::string& name) { return std::string(pooling_name(pooling_from_name(name))); },
-        py::arg("name"), "The canonical name of a pooling ('mean', 'last', 'none'); ValueError listing them otherwise.");
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);

@@ -8,7 +8,7 @@ import numpy
 import numpy.typing
 import os
 import typing
-__all__: list[str] = ['BM25TopK', 'CosineTopK', 'Engine', 'Example', 'FixedDemo', 'GGUFFile', 'GGUFTensorInfo', 'GenerateResult', 'InvalidArgument', 'LabelBalancedTopK', 'LoadError', 'MMR', 'MixedCosineTopK', 'ModelConfig', 'PaperPack', 'Prompt', 'PromptBuilder', 'RandomSelector', 'RopeScaling', 'ScoreResult', 'SourceBlock', 'Span', 'TTestResult', 'Task', 'TaskSet', 'Template', 'Tokenizer', 'accuracy', 'accuracy_interval', 'check_pooling', 'check_truncation', 'dequantize', 'exact_match', 'has_engine', 'headline_gain', 'incomplete_beta', 'is_pandas_na', 'kernel_isa', 'load_examples', 'load_tasks', 'majority_vote', 'normalize', 'normalize_gold', 'numpy_legacy_permutation', 'paired_ttest', 'paper_methods', 'python_lower', 'student_t_sf', 'supported_isas']
+__all__: list[str] = ['BM25TopK', 'CosineTopK', 'Engine', 'Example', 'FixedDemo', 'GGUFFile', 'GGUFTensorInfo', 'GenerateResult', 'InvalidArgument', 'LabelBalancedTopK', 'LoadError', 'MMR', 'MixedCosineTopK', 'ModelConfig', 'PaperPack', 'Prompt', 'PromptBuilder', 'RandomSelector', 'RopeScaling', 'ScoreResult', 'SourceBlock', 'Span', 'TTestResult', 'Task', 'TaskSet', 'Template', 'Tokenizer', 'accuracy', 'accuracy_interval', 'check_truncation', 'dequantize', 'exact_match', 'has_engine', 'headline_gain', 'incomplete_beta', 'is_pandas_na', 'kernel_isa', 'load_examples', 'load_tasks', 'majority_vote', 'normalize', 'normalize_gold', 'numpy_legacy_permutation', 'paired_ttest', 'paper_methods', 'python_lower', 'student_t_sf', 'supported_isas']
 class InvalidArgument(ValueError):
     pass
 class LoadError(RuntimeError):
@@ -787,10 +787,6 @@ def accuracy(preds: collections.abc.Sequence[str], golds: collections.abc.Sequen
 def accuracy_interval(hits: typing.SupportsInt | typing.SupportsIndex, n: typing.SupportsInt | typing.SupportsIndex, *, confidence: typing.SupportsFloat | typing.SupportsIndex = 0.95) -> tuple[float, float]:
     """
     Wilson score interval (lo, hi) of an accuracy hits/n, in percent.
-    """
-def check_pooling(name: str) -> str:
-    """
-    The canonical name of a pooling ('mean', 'last', 'none'); ValueError listing them otherwise.
     """
 def check_truncation(name: str) -> str:
     """

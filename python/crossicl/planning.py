@@ -100,7 +100,7 @@ class Selection:
         if key in self._emb:
             return self._emb[key]
         kind = self.sel["embeddings"]
-        texts = [self.builder.render_input(task, r) for r in rows]
+        texts = [] if kind == "files" else [self.builder.render_input(task, r) for r in rows]
         if kind == "files":
             out = self._embeddings_file(task, rows, role)
         elif kind == "sentence-transformers":

@@ -1,28 +1,32 @@
 #include "crossicl/core/isa.h"
 
+#include <array>
 #include <cstdlib>
-#include <mutex>
+#include <optional>
+#include <string_view>
 
 #include <fmt/format.h>
 
 #include "crossicl/core/error.h"
+#include "detail/enum_names.h"
 #include "detail/isa.h"
 
 namespace crossicl {
 
-const char* isa_name(Isa isa) {
-  switch (isa) {
-    case Isa::avx512: return "avx512";
-    case Isa::avx2: return "avx2";
-    case Isa::baseline: break;
-  }
-  return "baseline";
-}
+namespace {
+
+// Names of Isa's values, in their order.
+constexpr std::array<std::string_view, 3> kIsaNames = {"baseline", "avx2", "avx512"};
+
+std::string isa_names() { return detail::name_list(kIsaNames, "", ", ", " or "); }  // "baseline, avx2 or avx512"
+
+}  // namespace
+
+const char* isa_name(Isa isa) { return detail::enum_name(kIsaNames, isa).data(); }  // names are literals
 
 Isa isa_from_name(const std::string& name) {
-  for (Isa isa : {Isa::baseline, Isa::avx2, Isa::avx512})
-    if (name == isa_name(isa)) return isa;
-  throw InvalidArgument(fmt::format("unknown instruction-set path '{}' (expected baseline, avx2 or avx512)", name));
+  if (auto isa = detail::enum_from_name<Isa>(kIsaNames, name)) return *isa;
+  throw InvalidArgument(fmt::format("unknown instruction-set path '{}' (expected {})", name, isa_names()));
 }
 
 Isa cpu_isa() {
@@ -59,18 +63,12 @@ Isa active_isa() {
     const char* v = std::getenv("CROSSICL_ISA");
     return std::string(v ? v : "");
   }();
-  static const Isa chosen = [] {
-    if (env.empty()) return cpu_isa();
-    try {
-      return isa_from_name(env);
-    } catch (const InvalidArgument&) {
-      return static_cast<Isa>(-1);
-    }
-  }();
-  if (static_cast<int>(chosen) < 0)
-    throw InvalidArgument(fmt::format("CROSSICL_ISA='{}' is not a kernel path (expected baseline, avx2 or avx512)", env));
-  check_isa(chosen, "CROSSICL_ISA");
-  return chosen;
+  static const std::optional<Isa> chosen =
+      env.empty() ? std::optional<Isa>(cpu_isa()) : detail::enum_from_name<Isa>(kIsaNames, env);
+  if (!chosen)
+    throw InvalidArgument(fmt::format("CROSSICL_ISA='{}' is not a kernel path (expected {})", env, isa_names()));
+  check_isa(*chosen, "CROSSICL_ISA");
+  return *chosen;
 }
 
 }  // namespace crossicl
