@@ -11,6 +11,7 @@ PYBIND11_MODULE(_crossicl, m) {
   register_score(m);
   register_paper(m);
   register_system(m);
+  register_limits(m);
 #ifdef CROSSICL_WITH_ENGINE
   register_tokenizer(m);
   register_engine(m);

@@ -13,6 +13,7 @@ void register_select(pybind11::module_& m);
 void register_score(pybind11::module_& m);
 void register_paper(pybind11::module_& m);
 void register_system(pybind11::module_& m);
+void register_limits(pybind11::module_& m);
 #ifdef CROSSICL_WITH_ENGINE
 void register_tokenizer(pybind11::module_& m);
 void register_engine(pybind11::module_& m);

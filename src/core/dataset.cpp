@@ -6,6 +6,7 @@
 
 #include "crossicl/core/error.h"
 #include "detail/io.h"
+#include "detail/json.h"
 
 namespace crossicl {
 
@@ -18,7 +19,7 @@ void for_each_json_line(const std::string& path,
       throw LoadError(fmt::format("{}:{}: invalid UTF-8 at column {}", path, line_no, bad + 1));
     nlohmann::json obj;
     try {
-      obj = nlohmann::json::parse(line.begin(), line.end());
+      obj = detail::parse_json(line, fmt::format("{}:{}", path, line_no));
     } catch (const nlohmann::json::parse_error& e) {
       throw LoadError(fmt::format("{}:{}: malformed JSON (byte {}): {}", path, line_no, e.byte, e.what()));
     }

@@ -6,6 +6,7 @@
 
 #include "crossicl/core/error.h"
 #include "crossicl/core/select.h"
+#include "detail/json.h"
 
 namespace crossicl::paper {
 
@@ -27,6 +28,16 @@ const nlohmann::json& field(const Example& ex, const char* key, const std::strin
   auto it = ex.extra.find(key);
   if (it == ex.extra.end()) throw LoadError(fmt::format("{}: item '{}' has no \"{}\"", where, ex.id, key));
   return *it;
+}
+
+// A string of an item's pack data (a demonstration, a pseudo-label); another JSON type is a LoadError naming the
+// file, the item and the key rather than nlohmann's bare type_error.
+const std::string& pack_string(const nlohmann::json& v, const std::string& where, const Example& ex,
+                               const std::string& key) {
+  if (!v.is_string())
+    throw LoadError(fmt::format("{}: item '{}': {} must be a string, got {} {}", where, ex.id, key, v.type_name(),
+                                detail::short_dump(v)));
+  return v.get_ref<const std::string&>();
 }
 
 }  // namespace
@@ -95,14 +106,20 @@ const Example& Pack::target_item(const std::string& target, const std::string& i
 std::string Pack::demo(const std::string& target, const std::string& id, const std::string& source, int rank) const {
   tasks_->task(source);  // an unknown source is named as such, not as a missing demonstration
   const Example& item = target_item(target, id);
-  const auto& top = field(item, "demos_top4", dir_ + "/targets/" + target);
+  const std::string where = dir_ + "/targets/" + target;
+  const auto& top = field(item, "demos_top4", where);
+  if (!top.is_object())
+    throw LoadError(fmt::format("{}: item '{}': demos_top4 must be an object, got {}", where, id, top.type_name()));
   auto s = top.find(source);
   if (s == top.end())
     throw InvalidArgument(fmt::format("item '{}' of '{}' has no demonstrations of source '{}'", id, target, source));
+  if (!s->is_array())
+    throw LoadError(fmt::format("{}: item '{}': demos_top4.{} must be a list, got {}", where, id, source,
+                                s->type_name()));
   if (rank < 0 || static_cast<std::size_t>(rank) >= s->size())
     throw InvalidArgument(fmt::format("demonstration rank must be in [0, {}) (rank={}, source '{}')", s->size(), rank,
                                       source));
-  return (*s)[static_cast<std::size_t>(rank)].get<std::string>();
+  return pack_string((*s)[static_cast<std::size_t>(rank)], where, item, fmt::format("demos_top4.{}[{}]", source, rank));
 }
 
 const std::vector<Example>& Pack::pseudo_pool(const std::string& target) const {
@@ -136,10 +153,15 @@ std::string Pack::pseudo_demo_label(const std::string& target, std::size_t row, 
     if (!key) throw InvalidArgument(fmt::format("'{}' is not a pseudo-label method", method));
     const std::string where = dir_ + "/pseudo/" + target;
     const auto& models = field(ex, "models", where);
+    if (!models.is_object())
+      throw LoadError(fmt::format("{}: item '{}': models must be an object, got {}", where, ex.id, models.type_name()));
     auto m = models.find(model);
     if (m == models.end())
       throw InvalidArgument(fmt::format("pseudo pool of '{}' has no predictions of model '{}'", target, model));
-    value = m->at(key).get<std::string>();
+    const std::string name = fmt::format("models.{}.{}", model, key);
+    if (!m->is_object() || !m->contains(key))
+      throw LoadError(fmt::format("{}: item '{}' has no {}", where, ex.id, name));
+    value = pack_string(m->at(key), where, ex, name);
   }
   return value.empty() ? "nan" : value;  // pandas wrote an empty cell as "nan" into the published prompts
 }

@@ -7,6 +7,7 @@
 
 #include "crossicl/core/error.h"
 #include "detail/io.h"
+#include "detail/json.h"
 
 namespace crossicl {
 
@@ -78,6 +79,7 @@ const std::set<std::string>& known_task_keys() {
 TaskSet TaskSet::from_json(const nlohmann::ordered_json& doc, const std::string& where) {
   TaskSet set;
   if (!doc.is_object()) throw InvalidArgument(fmt::format("{}: expected a JSON object at the top", where));
+  detail::check_value_depth(doc, where);  // the extra keys and "assembly" are copied below, recursively
   auto templates = doc.find("templates");
   if (templates != doc.end()) {
     if (!templates->is_object())
@@ -194,7 +196,7 @@ TaskSet load_tasks(const std::string& path) {
   const std::string text = detail::read_file(path);
   nlohmann::ordered_json doc;  // ordered: task names keep file order
   try {
-    doc = nlohmann::ordered_json::parse(text);
+    doc = detail::parse_ordered_json(text, path);  // depth-checked: the card copies below recurse
   } catch (const nlohmann::json::parse_error& e) {
     throw LoadError(fmt::format("{}: malformed JSON at byte {}: {}", path, e.byte, e.what()));
   }

@@ -50,14 +50,26 @@ struct Work {
 std::string type_of(const nlohmann::json& j);
 
 /// Calls `load_one(step)` for each step of a component: the component itself, or for a "Sequence" the steps of its
-/// list `list_key` (recursively), in order.
+/// list `list_key` (nested Sequences flattened), in order. Iterative: however deep the Sequences nest, no stack
+/// grows but the explicit one.
 template <typename LoadOne>
 void for_each_step(const nlohmann::json& component, const char* list_key, LoadOne load_one) {
   if (type_of(component) != "Sequence") {
     load_one(component);
     return;
   }
-  for (const nlohmann::json& c : component.at(list_key)) for_each_step(c, list_key, load_one);
+  std::vector<std::pair<const nlohmann::json*, std::size_t>> open{{&component.at(list_key), 0}};  // list, next
+  while (!open.empty()) {
+    const nlohmann::json& list = *open.back().first;
+    const std::size_t k = open.back().second++;
+    if (k >= list.size()) {
+      open.pop_back();
+    } else if (const nlohmann::json& c = list.at(k); type_of(c) == "Sequence") {
+      open.emplace_back(&c.at(list_key), 0);
+    } else {
+      load_one(c);
+    }
+  }
 }
 
 /// Text of a pattern object {"String": s} or {"Regex": r}; `is_regex` tells which. Throws LoadError otherwise.
@@ -121,9 +133,10 @@ struct PostProcessor {
 using TokenLookup = std::function<std::int32_t(const std::string&)>;
 
 /// Reads a "post_processor" component (null: none; TemplateProcessing, Roberta/BertProcessing, ByteLevel,
-/// Sequence) into `out`; template tokens not listed in its special_tokens are looked up with `find_token`.
+/// Sequence) into `out`; template tokens not listed in its special_tokens are looked up with `find_token`. An id
+/// outside [0, vocab_size) throws LoadError naming the file, the token and the id.
 void load_post_processor(const nlohmann::json& p, const std::string& path, const TokenLookup& find_token,
-                         PostProcessor& out);
+                         std::int32_t vocab_size, PostProcessor& out);
 
 // ------------------------------------------------------------------------------------------------ decoder
 

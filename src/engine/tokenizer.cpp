@@ -1,23 +1,17 @@
 // Tokenizer::from_file: reads the file and dispatches on its content (JSON text or a SentencePiece proto).
 #include "crossicl/engine/tokenizer.h"
 
-#include <fstream>
-#include <sstream>
-
 #include <fmt/format.h>
 
 #include "crossicl/core/error.h"
+#include "detail/io.h"
 #include "detail/tokenizer_impl.h"
 
 namespace crossicl {
 
 std::unique_ptr<Tokenizer> Tokenizer::from_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw LoadError(fmt::format("cannot open tokenizer file '{}'", path));
-  std::ostringstream buf;
-  buf << in.rdbuf();
-  if (in.bad()) throw LoadError(fmt::format("cannot read tokenizer file '{}'", path));
-  const std::string bytes = buf.str();
+  // read_file refuses what is not a regular file (a FIFO would block) and files over Limits.max_file_bytes.
+  const std::string bytes = detail::read_file(path);
   if (bytes.empty()) throw LoadError(fmt::format("tokenizer file '{}' is empty", path));
   // tokenizer.json is a JSON object; a SentencePiece model is a binary protobuf, which never starts with '{'
   // (field 1 "pieces" is tagged 0x0a).

@@ -4,13 +4,14 @@
 #include <algorithm>
 #include <array>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "crossicl/core/error.h"
+#include "crossicl/core/limits.h"
+#include "detail/io.h"
+#include "detail/json.h"
 #include "detail/tokenizer_hf.h"
 #include "detail/tokenizer_hf_bpe.h"
 #include "detail/tokenizer_impl.h"
@@ -35,7 +36,7 @@ std::string pattern_text(const json& p, bool& is_regex, const std::string& path)
     return p["Regex"].get<std::string>();
   }
   throw LoadError(fmt::format("tokenizer file '{}': pattern must be {{\"String\": ..}} or {{\"Regex\": ..}}, got {}",
-                              path, p.dump()));
+                              path, short_dump(p)));
 }
 
 namespace {
@@ -79,7 +80,7 @@ class HfBpeTokenizer final : public Tokenizer {
   HfBpeTokenizer(const std::string& path, const std::string& text) : path_(path) {
     json root;
     try {
-      root = json::parse(text);
+      root = parse_json(text, fmt::format("tokenizer file '{}'", path));
     } catch (const json::exception& e) {
       throw LoadError(fmt::format("cannot parse tokenizer file '{}' as JSON: {}", path, e.what()));
     }
@@ -88,7 +89,11 @@ class HfBpeTokenizer final : public Tokenizer {
     } catch (const json::exception& e) {
       throw LoadError(fmt::format("malformed tokenizer file '{}': {}", path, e.what()));
     }
-    load_config();
+    try {
+      load_config();
+    } catch (const json::exception& e) {  // e.g. "add_bos_token": "yes"
+      throw LoadError(fmt::format("malformed tokenizer config beside '{}': {}", path, e.what()));
+    }
   }
 
   // From an already built tokenizer.json document (vocabulary arrays); BOS/EOS are given, no config is read.
@@ -177,23 +182,37 @@ class HfBpeTokenizer final : public Tokenizer {
     VocabEntries entries;
     entries.reserve(vocab.size());
     for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-      const std::int64_t id = it.value().get<std::int64_t>();
-      if (id < 0 || id > 0x7FFFFFFF) {
-        throw LoadError(fmt::format("tokenizer file '{}': vocab id {} of '{}' is out of range", path_, id, it.key()));
-      }
-      entries.emplace_back(it.key(), static_cast<std::int32_t>(id));
-      max_id = std::max(max_id, id);
+      const std::int32_t id = token_id(it.value(), "vocab", it.key());
+      entries.emplace_back(it.key(), id);
+      max_id = std::max<std::int64_t>(max_id, id);
     }
     return entries;
+  }
+
+  // An id of the vocabulary or of an added token: an integer in [0, Limits.max_vocab_size), checked before any
+  // table is sized by it (a 100-byte file naming id 10^8 would otherwise build 10^8 strings).
+  std::int32_t token_id(const json& v, const char* what, const std::string& token) const {
+    if (!v.is_number_integer())
+      throw LoadError(fmt::format("tokenizer file '{}': {} id of '{}' is not an integer ({})", path_, what, token,
+                                  short_dump(v)));
+    const std::int64_t max_vocab = limits().max_vocab_size;
+    const bool in_range = v.is_number_unsigned() ? v.get<std::uint64_t>() < static_cast<std::uint64_t>(max_vocab)
+                                                 : v.get<std::int64_t>() >= 0 && v.get<std::int64_t>() < max_vocab;
+    if (!in_range)
+      throw LoadError(fmt::format("tokenizer file '{}': {} id {} of '{}' is out of range [0, {}) "
+                                  "(Limits.max_vocab_size)",
+                                  path_, what, short_dump(v), token, max_vocab));
+    return static_cast<std::int32_t>(v.get<std::int64_t>());
   }
 
   // "added_tokens" (which may lie beyond the model vocabulary); `max_id` grows to the largest id.
   void read_added_tokens(const json& root, std::int64_t& max_id) {
     if (!root.contains("added_tokens") || !root["added_tokens"].is_array()) return;
     for (const json& a : root["added_tokens"]) {
-      AddedToken t{a.at("content").get<std::string>(), a.at("id").get<std::int32_t>(), a.value("special", false),
-                   a.value("lstrip", false), a.value("rstrip", false)};
-      if (t.id < 0) throw LoadError(fmt::format("tokenizer file '{}': added token id {} < 0", path_, t.id));
+      std::string content = a.at("content").get<std::string>();
+      const std::int32_t id = token_id(a.at("id"), "added token", content);
+      AddedToken t{std::move(content), id, a.value("special", false), a.value("lstrip", false),
+                   a.value("rstrip", false)};
       if (t.content.empty()) continue;
       max_id = std::max<std::int64_t>(max_id, t.id);
       added_.push_back(std::move(t));
@@ -234,7 +253,7 @@ class HfBpeTokenizer final : public Tokenizer {
     if (root.contains("pre_tokenizer")) load_pre_tokenizer(root["pre_tokenizer"], path_, pre_tokenizers_);
     if (root.contains("post_processor")) {
       load_post_processor(root["post_processor"], path_, [this](const std::string& s) { return find_token(s); },
-                          post_);
+                          vocab_size(), post_);
     }
     if (root.contains("decoder") && !root["decoder"].is_null()) {
       has_decoder_ = true;
@@ -278,19 +297,15 @@ class HfBpeTokenizer final : public Tokenizer {
   // The parsed tokenizer_config.json beside the file; null when there is none.
   json read_config() const {
     namespace fs = std::filesystem;
-    const fs::path cfg_path = fs::path(path_).parent_path() / "tokenizer_config.json";
-    json cfg;
+    const std::string cfg_path = (fs::path(path_).parent_path() / "tokenizer_config.json").string();
     std::error_code ec;
-    if (!fs::exists(cfg_path, ec)) return cfg;
-    std::ifstream in(cfg_path);
-    std::stringstream ss;
-    ss << in.rdbuf();
+    if (!fs::exists(cfg_path, ec)) return json();
+    const std::string text = read_file(cfg_path);  // a regular file only: a FIFO is refused, not waited on
     try {
-      cfg = json::parse(ss.str());
+      return parse_json(text, fmt::format("tokenizer config '{}'", cfg_path));
     } catch (const json::exception& e) {
-      throw LoadError(fmt::format("cannot parse tokenizer config '{}': {}", cfg_path.string(), e.what()));
+      throw LoadError(fmt::format("cannot parse tokenizer config '{}': {}", cfg_path, e.what()));
     }
-    return cfg;
   }
 
   std::int32_t special_added(const std::string& name) const {

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "crossicl/core/error.h"
+#include "detail/json.h"
 #include "detail/tokenizer_hf.h"
 #include "detail/utf8.h"
 
@@ -46,7 +47,7 @@ void merge_pair(const json& m, std::size_t rank, const std::string& path, std::s
     b = m[1].get<std::string>();
   } else {
     throw LoadError(
-        fmt::format("tokenizer file '{}': merge {} is neither \"a b\" nor [a, b]: {}", path, rank, m.dump()));
+        fmt::format("tokenizer file '{}': merge {} is neither \"a b\" nor [a, b]: {}", path, rank, short_dump(m)));
   }
 }
 

@@ -40,11 +40,15 @@ struct Config {
   std::vector<std::int32_t> eos_ids;  // EOS ids from config.json (empty = unknown)
 
   /// Reads an HF `config.json` of a LlamaForCausalLM (model_type "llama"); any other architecture, a missing
-  /// field or an unsupported option (attention_bias, mlp_bias, hidden_act other than silu, a rope_scaling
-  /// type other than llama3/default) throws LoadError naming the file and the value.
+  /// field, a field of the wrong JSON type, bos_token_id / eos_token_id (a number or a list) outside
+  /// [0, vocab_size), or an unsupported option (attention_bias, mlp_bias, hidden_act other than silu, a
+  /// rope_scaling type other than llama3/default) throws LoadError naming the file, the key and the value.
   static Config from_hf_json(const std::string& path);
 
-  /// Fills head_dim when 0 and checks the sizes; throws LoadError mentioning `source` when inconsistent.
+  /// Fills head_dim when 0 and checks the sizes; throws LoadError mentioning `source` and the field when
+  /// inconsistent or out of range: every size must be > 0; dim, hidden_dim, n_layers, n_heads, n_kv_heads,
+  /// head_dim and n_heads*head_dim at most 2^24 (so that products of sizes fit in int64); vocab_size at most
+  /// limits().max_vocab_size; max_seq_len at most INT32_MAX (positions are int32).
   void validate(const std::string& source);
 };
 
