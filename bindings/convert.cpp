@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "crossicl/core/error.h"
+#include "crossicl/core/limits.h"
 
 namespace py = pybind11;
 
@@ -36,24 +37,36 @@ py::object json_to_py(const nlohmann::json& j) {
   }
 }
 
-nlohmann::json py_to_json(const py::handle& obj) {
+namespace {
+
+// `depth`: containers around obj. Counted so that a deep (or self-containing) list is an InvalidArgument, not a
+// stack overflow, and so that what is stored stays within the depth every JSON reader accepts.
+nlohmann::json py_to_json_at(const py::handle& obj, std::int64_t depth, std::int64_t max_depth) {
   if (obj.is_none()) return nullptr;
   if (py::isinstance<py::bool_>(obj)) return obj.cast<bool>();
   if (py::isinstance<py::int_>(obj)) return obj.cast<std::int64_t>();
   if (py::isinstance<py::float_>(obj)) return obj.cast<double>();
   if (py::isinstance<py::str>(obj)) return obj.cast<std::string>();
-  if (py::isinstance<py::dict>(obj)) {
-    nlohmann::json out = nlohmann::json::object();
-    for (auto item : obj.cast<py::dict>()) out[py::str(item.first).cast<std::string>()] = py_to_json(item.second);
-    return out;
-  }
-  if (py::isinstance<py::list>(obj) || py::isinstance<py::tuple>(obj)) {
-    nlohmann::json out = nlohmann::json::array();
-    for (auto v : obj) out.push_back(py_to_json(v));
+  const bool is_dict = py::isinstance<py::dict>(obj);
+  if (is_dict || py::isinstance<py::list>(obj) || py::isinstance<py::tuple>(obj)) {
+    if (depth + 1 > max_depth)
+      throw InvalidArgument(
+          fmt::format("value nested deeper than {} levels (Limits.max_json_depth)", max_depth));
+    nlohmann::json out = is_dict ? nlohmann::json::object() : nlohmann::json::array();
+    if (is_dict) {
+      for (auto item : obj.cast<py::dict>())
+        out[py::str(item.first).cast<std::string>()] = py_to_json_at(item.second, depth + 1, max_depth);
+    } else {
+      for (auto v : obj) out.push_back(py_to_json_at(v, depth + 1, max_depth));
+    }
     return out;
   }
   throw InvalidArgument(fmt::format("cannot store a value of type {} as JSON",
                                     py::str(py::type::handle_of(obj).attr("__name__")).cast<std::string>()));
 }
+
+}  // namespace
+
+nlohmann::json py_to_json(const py::handle& obj) { return py_to_json_at(obj, 0, limits().max_json_depth); }
 
 }  // namespace crossicl::bindings

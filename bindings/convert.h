@@ -39,7 +39,8 @@ pybind11::array_t<T> to_numpy(std::vector<T>&& v, std::vector<pybind11::ssize_t>
 
 /// nlohmann::json -> Python (dict, list, str, int, float, bool, None).
 pybind11::object json_to_py(const nlohmann::json& j);
-/// Python (dict, list, tuple, str, int, float, bool, None) -> nlohmann::json; InvalidArgument for other types.
+/// Python (dict, list, tuple, str, int, float, bool, None) -> nlohmann::json; InvalidArgument for other types and
+/// for containers nested deeper than limits().max_json_depth (a self-containing list included).
 nlohmann::json py_to_json(const pybind11::handle& obj);
 
 /// Runs fn() without the GIL and returns its result: every binding releases the GIL this way, around C++ work

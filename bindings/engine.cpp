@@ -1,6 +1,13 @@
 // Python bindings of the libtorch engine: crossicl.Engine, its results and crossicl.ModelConfig.
-// Long calls release the GIL; between forward passes the engine polls Python for signals (Ctrl-C raises
-// KeyboardInterrupt). torch's c10::Error reaches Python as RuntimeError without the C++ backtrace.
+// torch's c10::Error reaches Python as RuntimeError without the C++ backtrace.
+//
+// Locks: the Engine serialises its calls with one lock (engine.h), and its thread takes the GIL while holding
+// that lock (the signal poll, the progress callback). So no binding may wait for the Engine's lock while holding
+// the GIL: every call that takes it (generate, score, score_batch, hidden_states, logits, cache_stats,
+// clear_cache) runs inside released(); the GIL-free ones (encode, the construction) do too, as they can be long.
+// config, tokenizer, n_ctx, dtype, device and resolve_layers read immutable state and keep the GIL.
+// Ctrl-C: between forward passes, and while waiting for another thread's call, the engine polls Python for
+// signals (make_should_stop), so KeyboardInterrupt reaches a call in the main thread promptly.
 // Options arrive as the names of the C++ enums ("left", "mean", "bfloat16") and are parsed once by their
 // *_from_name parsers (parse_dtype for dtypes); a bad name is a ValueError listing the valid ones.
 #include <pybind11/numpy.h>
@@ -8,8 +15,10 @@
 #include <pybind11/stl.h>
 #include <pybind11/stl/filesystem.h>
 
+#include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <optional>
 
 #include <ATen/ATen.h>
@@ -180,6 +189,30 @@ std::vector<std::vector<ScoreResult>> score_batch(Engine& e, ScoreArgs& a, const
   return released([&] { return e.score_batch(a.prompts.ids, c, o); });
 }
 
+// Ident of the interpreter's main thread, the only one that runs Python signal handlers (set at import).
+unsigned long g_main_thread = 0;
+
+// How often a call in the main thread takes the GIL to run pending signal handlers.
+constexpr std::chrono::milliseconds kSignalPoll{50};
+
+// EngineOptions::should_stop of a Python Engine: runs pending signal handlers and reports whether one raised
+// (Ctrl-C: KeyboardInterrupt, then left pending for the Interrupted translator). Python runs them only in the
+// main thread (PyErr_CheckSignals returns 0 elsewhere), so other threads return false without taking the GIL;
+// the main thread takes it at most every kSignalPoll, rather than queueing for it behind busy Python threads at
+// every decode step. Taking the GIL here, with the Engine's lock held, is safe because no binding waits for that
+// lock with the GIL held.
+std::function<bool()> make_should_stop() {
+  return [] {
+    if (PyThread_get_thread_ident() != g_main_thread) return false;
+    thread_local std::chrono::steady_clock::time_point last{};
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last < kSignalPoll) return false;
+    last = now;
+    py::gil_scoped_acquire acquire;
+    return PyErr_CheckSignals() != 0;
+  };
+}
+
 std::shared_ptr<Engine> make_engine(const std::filesystem::path& path, std::optional<std::filesystem::path> tokenizer,
                                     const std::string& dtype, const std::string& device, int threads,
                                     std::int64_t n_ctx, std::int64_t max_batch_tokens, std::int64_t cache_bytes,
@@ -192,11 +225,9 @@ std::shared_ptr<Engine> make_engine(const std::filesystem::path& path, std::opti
   o.n_ctx = n_ctx;
   o.max_batch_tokens = max_batch_tokens;
   o.cache_bytes = cache_bytes;
-  o.should_stop = [] {
-    py::gil_scoped_acquire acquire;
-    return PyErr_CheckSignals() != 0;
-  };
+  o.should_stop = make_should_stop();
   if (progress) {
+    // Runs on the calling thread with the Engine's lock held: calling the same Engine from it raises ValueError.
     auto fn = std::make_shared<py::function>(std::move(*progress));
     o.on_forward = [fn](std::int64_t tokens) {
       py::gil_scoped_acquire acquire;
@@ -215,6 +246,7 @@ std::string repr_floats(const std::vector<float>& v) {
 }  // namespace
 
 void register_engine(py::module_& m) {
+  g_main_thread = py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
   // The truncation parser itself, so that Python can check an experiment file early with the engine's rule and
   // message.
   m.def("check_truncation", [](const std::string& name) { return std::string(truncation_name(truncation_from_name(name))); },
@@ -289,23 +321,36 @@ Prompts are str (tokenized with BOS) or lists of token ids (used as given).
     out[0].text, out[0].token_ids, out[0].logprobs
     scores = engine.score("The capital of France is", [" Paris", " Rome"])   # .sum .mean .first
     h = engine.hidden_states(["a text"], layers=[0, -1], pooling="mean")     # [1, 2, dim]
+
+Threads: any method may be called from any thread while another call is in flight; the calls are serialised
+(one runs at a time, each gives the result it would give alone) and release the GIL while they wait and run.
+Ctrl-C raises KeyboardInterrupt in a call made from the main thread, also while it waits for another thread's
+call. Calling the engine from its own ``progress`` callback raises ValueError.
 )doc")
       .def(py::init(&make_engine), py::arg("path"), py::arg("tokenizer") = py::none(), py::kw_only(),
            py::arg("dtype") = "float32", py::arg("device") = "cpu", py::arg("threads") = 0, py::arg("n_ctx") = 0,
            py::arg("max_batch_tokens") = 1024, py::arg("cache_bytes") = EngineOptions{}.cache_bytes,
            py::arg("progress") = py::none(),
            "Loads the model (and tokenizer). dtype 'float32' or 'bfloat16'; device 'cpu' or 'cuda'; threads = torch "
-           "intra-op threads (0 = torch default); n_ctx = context window (0 = the model's); max_batch_tokens = "
-           "most tokens per forward pass; cache_bytes = bytes of KV kept by the prefix cache (0 = off); progress = "
-           "callable(tokens) called after each forward pass with the tokens it ran (e.g. tqdm.update); raises "
-           "crossicl.LoadError for bad files, ValueError for bad options.")
+           "intra-op threads (0 = torch default; capped at the CPUs this process may use; process-wide: torch has "
+           "one setting for every Engine and for the caller's own torch work); n_ctx = context window (0 = the "
+           "model's); max_batch_tokens = most tokens per forward pass; cache_bytes = bytes of KV kept by the "
+           "prefix cache (0 = off); progress = callable(tokens) called after each forward pass with the tokens it "
+           "ran (e.g. tqdm.update); raises crossicl.LoadError for bad files, ValueError for bad options.")
       .def_property_readonly("config", [](const Engine& e) { return e.config(); }, "The model's ModelConfig.")
       .def_property_readonly("tokenizer", [](const Engine& e) { return e.tokenizer(); },
                              "The crossicl.Tokenizer, or None when opened without one.")
       .def_property_readonly("n_ctx", &Engine::n_ctx, "Context window in tokens.")
+      .def_property_readonly("threads", &Engine::threads,
+                             "The intra-op threads this Engine set: threads= capped at the CPUs this process may "
+                             "use (0 = torch default).")
       .def_property_readonly("dtype", [](const Engine& e) { return std::string(c10::toString(e.model().dtype())); })
       .def_property_readonly("device", [](const Engine& e) { return e.model().device().str(); })
-      .def("encode", [](const Engine& e, const py::object& text) { return e.encode(utf8_of(text, "prompt", 0)); },
+      .def("encode",
+           [](const Engine& e, const py::object& text) {
+             const std::string s = utf8_of(text, "prompt", 0);
+             return released([&] { return e.encode(s); });
+           },
            py::arg("text"), "BOS + token ids of text (the engine's prompt tokenization).")
       .def(
           "generate",
@@ -353,7 +398,7 @@ Prompts are str (tokenized with BOS) or lists of token ids (used as given).
       .def(
           "cache_stats",
           [](const Engine& e) {
-            const CacheStats s = e.cache_stats();
+            const CacheStats s = released([&] { return e.cache_stats(); });  // waits for a call in flight
             py::dict d;
             d["hit_tokens"] = s.hit_tokens;
             d["computed_tokens"] = s.computed_tokens;

@@ -8,7 +8,7 @@ import numpy
 import numpy.typing
 import os
 import typing
-__all__: list[str] = ['BM25TopK', 'CosineTopK', 'Engine', 'Example', 'FixedDemo', 'GGUFFile', 'GGUFTensorInfo', 'GenerateResult', 'InvalidArgument', 'LabelBalancedTopK', 'LoadError', 'MMR', 'MixedCosineTopK', 'ModelConfig', 'PaperPack', 'Prompt', 'PromptBuilder', 'RandomSelector', 'RopeScaling', 'ScoreResult', 'SourceBlock', 'Span', 'TTestResult', 'Task', 'TaskSet', 'Template', 'Tokenizer', 'accuracy', 'accuracy_interval', 'check_truncation', 'dequantize', 'exact_match', 'has_engine', 'headline_gain', 'incomplete_beta', 'is_pandas_na', 'kernel_isa', 'load_examples', 'load_tasks', 'majority_vote', 'normalize', 'normalize_gold', 'numpy_legacy_permutation', 'paired_ttest', 'paper_methods', 'python_lower', 'student_t_sf', 'supported_isas']
+__all__: list[str] = ['BM25TopK', 'CosineTopK', 'Engine', 'Example', 'FixedDemo', 'GGUFFile', 'GGUFTensorInfo', 'GenerateResult', 'InvalidArgument', 'LabelBalancedTopK', 'Limits', 'LoadError', 'MMR', 'MixedCosineTopK', 'ModelConfig', 'PaperPack', 'Prompt', 'PromptBuilder', 'RandomSelector', 'RopeScaling', 'ScoreResult', 'SourceBlock', 'Span', 'TTestResult', 'Task', 'TaskSet', 'Template', 'Tokenizer', 'accuracy', 'accuracy_interval', 'check_truncation', 'dequantize', 'exact_match', 'has_engine', 'headline_gain', 'incomplete_beta', 'is_pandas_na', 'kernel_isa', 'limits', 'load_examples', 'load_tasks', 'majority_vote', 'normalize', 'normalize_gold', 'numpy_legacy_permutation', 'paired_ttest', 'paper_methods', 'python_lower', 'set_limits', 'student_t_sf', 'supported_isas']
 class InvalidArgument(ValueError):
     pass
 class LoadError(RuntimeError):
@@ -453,6 +453,41 @@ class PaperPack:
     @property
     def tasks(self) -> TaskSet:
         ...
+class Limits:
+    """
+    Process-wide input limits: the deepest JSON nesting, the largest file (after gzip decompression) and the largest vocabulary crossicl accepts. Going over one raises crossicl.LoadError (a file) or ValueError (an argument) naming the field. Change them with set_limits(); the defaults are far above every real model and dataset.
+    """
+    __hash__: typing.ClassVar[None] = None
+    def __eq__(self, arg0: Limits) -> bool:
+        ...
+    def __init__(self, *, max_json_depth: typing.SupportsInt | typing.SupportsIndex = 256, max_file_bytes: typing.SupportsInt | typing.SupportsIndex = 4294967296, max_vocab_size: typing.SupportsInt | typing.SupportsIndex = 2097152) -> None:
+        ...
+    def __repr__(self) -> str:
+        ...
+    @property
+    def max_file_bytes(self) -> int:
+        """
+        Bytes of one dataset, task-card, pack, config or tokenizer file after gzip decompression.
+        """
+    @max_file_bytes.setter
+    def max_file_bytes(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def max_json_depth(self) -> int:
+        """
+        Deepest nesting of arrays and objects in a JSON file, JSON line or Python value stored as JSON (1 to 10000).
+        """
+    @max_json_depth.setter
+    def max_json_depth(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def max_vocab_size(self) -> int:
+        """
+        Tokens in a vocabulary: every token id read from a file must be below it.
+        """
+    @max_vocab_size.setter
+    def max_vocab_size(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
 class Tokenizer:
     """
     Text <-> token ids of a LLaMA-family tokenizer: a SentencePiece ``tokenizer.model`` or an HF
@@ -669,10 +704,15 @@ class Engine:
         out[0].text, out[0].token_ids, out[0].logprobs
         scores = engine.score("The capital of France is", [" Paris", " Rome"])   # .sum .mean .first
         h = engine.hidden_states(["a text"], layers=[0, -1], pooling="mean")     # [1, 2, dim]
+    
+    Threads: any method may be called from any thread while another call is in flight; the calls are serialised
+    (one runs at a time, each gives the result it would give alone) and release the GIL while they wait and run.
+    Ctrl-C raises KeyboardInterrupt in a call made from the main thread, also while it waits for another thread's
+    call. Calling the engine from its own ``progress`` callback raises ValueError.
     """
     def __init__(self, path: os.PathLike | str | bytes, tokenizer: os.PathLike | str | bytes | None = None, *, dtype: str = 'float32', device: str = 'cpu', threads: typing.SupportsInt | typing.SupportsIndex = 0, n_ctx: typing.SupportsInt | typing.SupportsIndex = 0, max_batch_tokens: typing.SupportsInt | typing.SupportsIndex = 1024, cache_bytes: typing.SupportsInt | typing.SupportsIndex = 268435456, progress: collections.abc.Callable | None = None) -> None:
         """
-        Loads the model (and tokenizer). dtype 'float32' or 'bfloat16'; device 'cpu' or 'cuda'; threads = torch intra-op threads (0 = torch default); n_ctx = context window (0 = the model's); max_batch_tokens = most tokens per forward pass; cache_bytes = bytes of KV kept by the prefix cache (0 = off); progress = callable(tokens) called after each forward pass with the tokens it ran (e.g. tqdm.update); raises crossicl.LoadError for bad files, ValueError for bad options.
+        Loads the model (and tokenizer). dtype 'float32' or 'bfloat16'; device 'cpu' or 'cuda'; threads = torch intra-op threads (0 = torch default; capped at the CPUs this process may use; process-wide: torch has one setting for every Engine and for the caller's own torch work); n_ctx = context window (0 = the model's); max_batch_tokens = most tokens per forward pass; cache_bytes = bytes of KV kept by the prefix cache (0 = off); progress = callable(tokens) called after each forward pass with the tokens it ran (e.g. tqdm.update); raises crossicl.LoadError for bad files, ValueError for bad options.
         """
     def cache_stats(self) -> dict:
         """
@@ -725,6 +765,11 @@ class Engine:
     def n_ctx(self) -> int:
         """
         Context window in tokens.
+        """
+    @property
+    def threads(self) -> int:
+        """
+        The intra-op threads this Engine set: threads= capped at the CPUs this process may use (0 = torch default).
         """
     @property
     def tokenizer(self) -> Tokenizer:
@@ -825,6 +870,10 @@ def kernel_isa() -> str:
     """
     The instruction-set path of the hot CPU kernels: 'baseline', 'avx2' or 'avx512' (CROSSICL_ISA forces a lower one). Raises ValueError when CROSSICL_ISA is unknown or names a path this CPU lacks.
     """
+def limits() -> Limits:
+    """
+    The limits in force (a copy: change it, then pass it to set_limits).
+    """
 def load_examples(path: str) -> list[Example]:
     """
     Read examples from a JSON Lines file (plain or .gz): one {id, fields, label, ...} object per line.
@@ -871,6 +920,10 @@ def paired_ttest(a: typing.Any, b: typing.Any, *, alternative: str = 'greater') 
 def python_lower(text: str) -> str:
     """
     Python's str.lower() as implemented in C++ (CPython 3.11 tables, Unicode 14.0).
+    """
+def set_limits(limits: Limits) -> None:
+    """
+    Replace the limits in force for the whole process. Raises ValueError naming a field out of range, and then changes nothing.
     """
 def student_t_sf(t: typing.SupportsFloat | typing.SupportsIndex, df: typing.SupportsFloat | typing.SupportsIndex) -> float:
     """

@@ -51,6 +51,16 @@ void check_k(std::int64_t k, std::int64_t pool) {
 
 namespace {
 
+// rows * cols elements of T, or 0 when the product overflows or is more than a std::vector<T> can hold.
+template <class T>
+std::size_t cells(std::int64_t rows, std::int64_t cols) {
+  std::int64_t n = 0;
+  if (rows < 0 || cols < 0 || __builtin_mul_overflow(rows, cols, &n) ||
+      static_cast<std::uint64_t>(n) > std::vector<T>().max_size())
+    return 0;
+  return static_cast<std::size_t>(n);
+}
+
 void check_matrix(const float* data, std::int64_t rows, std::int64_t dim, const char* what) {
   if (rows < 0 || dim < 0) throw InvalidArgument(fmt::format("{} has negative shape ({}, {})", what, rows, dim));
   if (dim == 0) throw InvalidArgument(fmt::format("{} has width 0 (shape ({}, 0))", what, rows));
@@ -98,6 +108,18 @@ void parallel_blocks(std::int64_t n, std::int64_t block, int threads, Body&& bod
 }  // namespace
 }  // namespace detail
 
+void SelectResult::resize(std::int64_t rows, std::int64_t cols) {
+  const std::size_t n = detail::cells<std::int64_t>(rows, cols);
+  if (n == 0 && rows != 0 && cols != 0)
+    throw InvalidArgument(fmt::format("the result would hold n_queries * k ids, more than fit in memory "
+                                      "(n_queries={}, k={})",
+                                      rows, cols));
+  ids.assign(n, 0);
+  scores.assign(n, 0.0f);
+  n_queries = rows;
+  k = cols;
+}
+
 // ------------------------------------------------------------------------------------------------ CosineTopK
 
 CosineTopK::CosineTopK(const float* pool, std::int64_t rows, std::int64_t dim, CosineOptions options)
@@ -143,10 +165,7 @@ SelectResult CosineTopK::select_subset(const float* queries, std::int64_t n_quer
   const std::vector<float> q_inv = detail::checked_inverse_norms(queries, n_queries, dim, "query");
 
   SelectResult out;
-  out.n_queries = n_queries;
-  out.k = k;
-  out.ids.resize(static_cast<std::size_t>(n_queries * k));
-  out.scores.resize(static_cast<std::size_t>(n_queries * k));
+  out.resize(n_queries, k);
   const detail::ScoreScan scan{pool_, inv_norm_.data(), dim_, static_cast<std::int64_t>(options_.pool_block)};
   // Few queries: smaller blocks so that every thread gets one (the scores do not depend on the blocking).
   const int threads = detail::thread_count(options_.num_threads);
@@ -215,10 +234,7 @@ MixedSelectResult MixedCosineTopK::select(const float* queries, std::int64_t n_q
   parts.reserve(pools_.size());
   for (const CosineTopK& p : pools_) parts.push_back(p.select(queries, n_queries, dim, std::min(k, p.pool_size())));
   MixedSelectResult out;
-  out.n_queries = n_queries;
-  out.k = k;
-  out.ids.resize(static_cast<std::size_t>(n_queries * k));
-  out.scores.resize(out.ids.size());
+  out.resize(n_queries, k);
   out.pool_ids.resize(out.ids.size());
   struct Cand {
     float score;
@@ -260,17 +276,19 @@ SelectResult MMR::select(const float* queries, std::int64_t n_queries, std::int6
   const std::int64_t fetch = std::min(std::max(options_.fetch_k, k), cosine_.pool_size());
   const SelectResult cand = cosine_.select(queries, n_queries, dim, fetch);
   SelectResult out;
-  out.n_queries = n_queries;
-  out.k = k;
-  out.ids.resize(static_cast<std::size_t>(n_queries * k));
-  out.scores.resize(out.ids.size());
+  out.resize(n_queries, k);
   const float lambda = options_.lambda;
   const float* pool = cosine_.data();
   const std::int64_t d = cosine_.dim();
+  const std::size_t n_sim = detail::cells<float>(fetch, fetch);  // per thread
+  if (n_sim == 0)
+    throw InvalidArgument(fmt::format("MMR's candidate similarities would hold fetch * fetch values, more than fit "
+                                      "in memory (fetch={}: fetch_k={}, k={}, pool={})",
+                                      fetch, options_.fetch_k, k, cosine_.pool_size()));
   const detail::ScoreScan scan{pool, cosine_.inverse_norms().data(), d, fetch};
   detail::parallel_blocks(n_queries, 16, detail::thread_count(options_.cosine.num_threads),
                           [&](std::int64_t q0, std::int64_t q1) {
-    std::vector<float> sim(static_cast<std::size_t>(fetch * fetch));  // [fetch, fetch] candidate similarities
+    std::vector<float> sim(n_sim);  // [fetch, fetch] candidate similarities
     std::vector<const float*> rows(static_cast<std::size_t>(fetch));
     std::vector<float> inv(static_cast<std::size_t>(fetch));
     std::vector<float> scratch, max_sim(static_cast<std::size_t>(fetch));
@@ -345,10 +363,7 @@ SelectResult LabelBalancedTopK::select(const float* queries, std::int64_t n_quer
                                               std::min<std::int64_t>(k, static_cast<std::int64_t>(rows.size())),
                                               rows));
   SelectResult out;
-  out.n_queries = n_queries;
-  out.k = k;
-  out.ids.resize(static_cast<std::size_t>(n_queries * k));
-  out.scores.resize(out.ids.size());
+  out.resize(n_queries, k);
   std::vector<std::int64_t> quota(static_cast<std::size_t>(n_labels)), order(static_cast<std::size_t>(n_labels));
   std::vector<detail::Scored> chosen, rest;
   for (std::int64_t q = 0; q < n_queries; ++q) {

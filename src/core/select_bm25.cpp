@@ -109,10 +109,7 @@ SelectResult BM25TopK::select(const std::vector<std::string>& queries, std::int6
   if (k > n_docs_) throw InvalidArgument(fmt::format("k must be <= pool size (k={}, pool={})", k, n_docs_));
   const std::int64_t n_queries = static_cast<std::int64_t>(queries.size());
   SelectResult out;
-  out.n_queries = n_queries;
-  out.k = k;
-  out.ids.resize(static_cast<std::size_t>(n_queries * k));
-  out.scores.resize(out.ids.size());
+  out.resize(n_queries, k);  // checks n_queries * k
   std::exception_ptr error;
 #ifdef _OPENMP
   const int threads = options_.num_threads > 0 ? options_.num_threads : omp_get_max_threads();

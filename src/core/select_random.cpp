@@ -57,10 +57,7 @@ SelectResult RandomSelector::select(std::int64_t n_queries, std::int64_t k, cons
   const std::int64_t n_excluded = static_cast<std::int64_t>(excluded.size());
   const auto is_excluded = [&](std::int64_t r) { return std::binary_search(excluded.begin(), excluded.end(), r); };
   SelectResult out;
-  out.n_queries = n_queries;
-  out.k = k;
-  out.ids.resize(static_cast<std::size_t>(n_queries * k));
-  out.scores.assign(out.ids.size(), 0.0f);
+  out.resize(n_queries, k);  // checks n_queries * k
   std::vector<std::int64_t> own;
   std::unordered_map<std::int64_t, std::int64_t> moved;  // position -> value, where it differs from position
   for (std::int64_t q = 0; q < n_queries; ++q) {
@@ -102,6 +99,8 @@ SelectResult RandomSelector::select(std::int64_t n_queries, std::int64_t k, cons
 
 std::vector<std::int64_t> numpy_legacy_permutation(std::uint32_t seed, std::int64_t n) {
   if (n < 0) throw InvalidArgument(fmt::format("n must be >= 0 (n={})", n));
+  if (static_cast<std::uint64_t>(n) > std::vector<std::int64_t>().max_size())
+    throw InvalidArgument(fmt::format("a permutation of n={} ids is more than fits in memory", n));
   std::mt19937 mt(seed);  // the standard fixes this as MT19937 with init_genrand seeding, as numpy's legacy seed
   std::vector<std::int64_t> perm(static_cast<std::size_t>(n));
   for (std::int64_t i = 0; i < n; ++i) perm[static_cast<std::size_t>(i)] = i;

@@ -63,9 +63,16 @@ void Context::reserve_arena(std::int64_t n) {
   c10::InferenceMode guard;
   if (n < 0) throw InvalidArgument(fmt::format("reserve_arena: n must be >= 0 (n={})", n));
   const Config& c = model_->config();
+  // elements = n * n_layers * 2 * n_kv_heads * head_dim, checked: a wrapped product would size a small buffer
+  // that the rooms handed out later overrun
+  std::int64_t elements = n;
+  for (const std::int64_t f : {c.n_layers, std::int64_t{2}, c.n_kv_heads, c.head_dim})
+    if (__builtin_mul_overflow(elements, f, &elements))
+      throw InvalidArgument(fmt::format("reserve_arena: n * n_layers * 2 * n_kv_heads * head_dim overflows int64 "
+                                        "(n={}, n_layers={}, n_kv_heads={}, head_dim={})",
+                                        n, c.n_layers, c.n_kv_heads, c.head_dim));
   arena_ = n == 0 ? at::Tensor()
-                  : at::empty({n * c.n_layers * 2 * c.n_kv_heads * c.head_dim},
-                              at::TensorOptions().dtype(model_->dtype()).device(model_->device()));
+                  : at::empty({elements}, at::TensorOptions().dtype(model_->dtype()).device(model_->device()));
   arena_size_ = n;
   arena_used_ = 0;
 }

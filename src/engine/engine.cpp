@@ -5,8 +5,12 @@
 #include <algorithm>
 #include <array>
 #include <filesystem>
+#include <limits>
 #if defined(__GLIBC__)
 #include <malloc.h>
+#endif
+#if defined(__linux__)
+#include <sched.h>
 #endif
 
 #include <ATen/ATen.h>
@@ -31,6 +35,28 @@ struct Engine::Prefill {
   std::vector<std::vector<at::Tensor>> hidden_parts;  // per layer, pieces of [n_out, dim]
   at::Tensor logits;                                  // [n_out, vocab]
   std::vector<at::Tensor> hidden;                     // per layer [n_out, dim]
+};
+
+// Serialises the public calls: holds mutex_ for the lifetime of one call. A caller that finds another call in
+// flight polls should_stop every kPollWait while it waits, so an interrupt reaches it without waiting for the
+// other call to end. A call made on the thread that holds the lock (from should_stop or on_forward) would wait
+// for itself: it throws instead.
+class Engine::Call {
+ public:
+  explicit Call(const Engine& engine) : engine_(engine), lock_(engine.mutex_, std::defer_lock) {
+    if (engine.owner_.load() == std::this_thread::get_id())
+      throw InvalidArgument("Engine called from inside one of its own calls (a should_stop or on_forward "
+                            "callback): calls cannot nest");
+    while (!lock_.try_lock_for(kPollWait)) engine.poll();
+    engine.owner_.store(std::this_thread::get_id());
+  }
+  ~Call() { engine_.owner_.store(std::thread::id()); }  // before lock_ unlocks
+  Call(const Call&) = delete;
+  Call& operator=(const Call&) = delete;
+
+ private:
+  const Engine& engine_;
+  std::unique_lock<std::timed_mutex> lock_;
 };
 
 namespace {
@@ -73,7 +99,7 @@ template <class Cost>
 Wave next_wave(std::size_t a, std::size_t n, std::int64_t budget, Cost cost) {
   std::size_t b = a;
   std::int64_t total = 0;
-  while (b < n && (b == a || total + cost(b) <= budget)) total += cost(b++);
+  while (b < n && (b == a || cost(b) <= budget - total)) total += cost(b++);  // no overflow: 0 <= total, budget
   return {b, total};
 }
 
@@ -126,11 +152,27 @@ Pooling pooling_from_name(std::string_view name) {
 
 std::string_view pooling_name(Pooling pooling) { return detail::enum_name(kPoolingNames, pooling); }
 
+int Engine::available_cpus() {
+#if defined(__linux__)
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+#endif
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
 Engine::Engine(const std::string& path, EngineOptions options) : options_(std::move(options)) {
   if (options_.threads < 0) throw InvalidArgument(fmt::format("threads must be >= 0 (threads={})", options_.threads));
+  // More threads than CPUs only oversubscribes them (and torch's setting is process-wide), so cap the request.
+  options_.threads = std::min(options_.threads, available_cpus());
   if (options_.max_batch_tokens <= 0)
     throw InvalidArgument(fmt::format("max_batch_tokens must be > 0 (max_batch_tokens={})", options_.max_batch_tokens));
-  if (options_.n_ctx < 0) throw InvalidArgument(fmt::format("n_ctx must be >= 0 (n_ctx={})", options_.n_ctx));
+  // positions are int32 (Batch::pos)
+  if (options_.n_ctx < 0 || options_.n_ctx > std::numeric_limits<std::int32_t>::max())
+    throw InvalidArgument(fmt::format("n_ctx must be in [0, 2^31-1] (n_ctx={})", options_.n_ctx));
   if (options_.cache_bytes < 0)
     throw InvalidArgument(fmt::format("cache_bytes must be >= 0 (cache_bytes={})", options_.cache_bytes));
   if (options_.threads > 0) at::set_num_threads(options_.threads);
@@ -154,7 +196,7 @@ Engine::Engine(const std::string& path, EngineOptions options) : options_(std::m
 }
 
 CacheStats Engine::cache_stats() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  const Call call(*this);
   CacheStats s;
   s.hit_tokens = hit_tokens_;
   s.computed_tokens = computed_tokens_;
@@ -169,7 +211,7 @@ CacheStats Engine::cache_stats() const {
 }
 
 void Engine::clear_cache() {
-  std::lock_guard<std::mutex> lock(mutex_);
+  const Call call(*this);
   if (cache_) cache_ = prefix_cache_for(*model_, options_.cache_bytes);
   hit_tokens_ = 0;
   computed_tokens_ = 0;
@@ -177,6 +219,19 @@ void Engine::clear_cache() {
 
 void Engine::poll() const {
   if (options_.should_stop && options_.should_stop()) throw Interrupted("interrupted");
+}
+
+std::int64_t Engine::kv_budget() const {
+  constexpr std::int64_t kWaveForwards = 8;  // forward passes' worth of KV per wave
+  const std::int64_t m = options_.max_batch_tokens;
+  return m > std::numeric_limits<std::int64_t>::max() / kWaveForwards ? std::numeric_limits<std::int64_t>::max()
+                                                                       : kWaveForwards * m;
+}
+
+std::int64_t Engine::seq_positions(std::size_t prompt_tokens, std::int64_t max_new_tokens) const {
+  // a prompt holds <= n_ctx tokens after truncation; clamping each term first keeps the sum far from overflow
+  const std::int64_t p = std::min(static_cast<std::int64_t>(prompt_tokens), n_ctx_);
+  return std::min(n_ctx_, p + std::min(max_new_tokens, n_ctx_));
 }
 
 std::vector<std::int32_t> Engine::encode(const std::string& prompt) const {
@@ -351,7 +406,7 @@ void Engine::generate_wave(const std::vector<std::vector<std::int32_t>>& prompts
     jobs[i].seq = static_cast<std::int32_t>(i);
     jobs[i].ids = p;
     jobs[i].reuse = static_cast<std::int64_t>(p.size()) - 1;  // the last token's logits are needed
-    ctx_->seq_reserve(jobs[i].seq, static_cast<std::int64_t>(p.size()) + options.max_new_tokens);
+    ctx_->seq_reserve(jobs[i].seq, seq_positions(p.size(), options.max_new_tokens));
   }
   prefill_cached(jobs, DecodeOptions{});
 
@@ -421,10 +476,14 @@ std::vector<GenerateResult> Engine::generate(const std::vector<std::string>& pro
 
 std::vector<GenerateResult> Engine::generate(const std::vector<std::vector<std::int32_t>>& prompts_in,
                                              const GenerateOptions& options) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  const Call call(*this);
   c10::InferenceMode guard;
   if (options.max_new_tokens < 0)
     throw InvalidArgument(fmt::format("max_new_tokens must be >= 0 (max_new_tokens={})", options.max_new_tokens));
+  if (options.truncation != Truncation::None && options.max_new_tokens >= n_ctx_)
+    throw InvalidArgument(fmt::format("max_new_tokens must be < n_ctx with truncation '{}', which keeps room for "
+                                      "them in the context window (max_new_tokens={}, n_ctx={})",
+                                      truncation_name(options.truncation), options.max_new_tokens, n_ctx_));
   for (std::size_t i = 0; i < options.stop.size(); ++i)
     if (options.stop[i].empty()) throw InvalidArgument(fmt::format("stop string {} is empty", i));
   std::vector<std::vector<std::int32_t>> prompts = prompts_in;
@@ -437,9 +496,8 @@ std::vector<GenerateResult> Engine::generate(const std::vector<std::vector<std::
   // Prompts go in waves whose KV (prompt + new tokens) stays within a few forward passes' worth; each wave is
   // prefilled together and decoded together.
   for (std::size_t a = 0; a < prompts.size();) {
-    const Wave w = next_wave(a, prompts.size(), kv_budget(), [&](std::size_t i) {
-      return static_cast<std::int64_t>(prompts[i].size()) + options.max_new_tokens;
-    });
+    const Wave w = next_wave(a, prompts.size(), kv_budget(),
+                             [&](std::size_t i) { return seq_positions(prompts[i].size(), options.max_new_tokens); });
     generate_wave(prompts, a, w.end, w.positions, options, results);
     a = w.end;
   }
@@ -591,7 +649,7 @@ std::vector<std::vector<ScoreResult>> Engine::score_batch(const std::vector<std:
     items.push_back(score_item_text(prompts[k], continuations[k], k));
     truncate_item(items.back(), options, k);
   }
-  std::lock_guard<std::mutex> lock(mutex_);
+  const Call call(*this);
   c10::InferenceMode guard;
   return score_items(items);
 }
@@ -609,7 +667,7 @@ std::vector<std::vector<ScoreResult>> Engine::score_batch(
     items[k].split.assign(continuations[k].size(), static_cast<std::int64_t>(prompts[k].size()));
     truncate_item(items[k], options, k);
   }
-  std::lock_guard<std::mutex> lock(mutex_);
+  const Call call(*this);
   c10::InferenceMode guard;
   return score_items(items);
 }
@@ -633,7 +691,7 @@ std::vector<at::Tensor> Engine::hidden_states(const std::vector<std::string>& pr
 
 std::vector<at::Tensor> Engine::hidden_states(const std::vector<std::vector<std::int32_t>>& prompts_in,
                                               const HiddenStatesOptions& options) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  const Call call(*this);
   c10::InferenceMode guard;
   DecodeOptions dec;
   dec.logits = false;
@@ -681,7 +739,7 @@ std::vector<at::Tensor> Engine::hidden_states(const std::vector<std::vector<std:
 
 at::Tensor Engine::logits(const std::vector<std::int32_t>& token_ids) {
   check_ids(token_ids, "token_ids", 0);
-  std::lock_guard<std::mutex> lock(mutex_);
+  const Call call(*this);
   c10::InferenceMode guard;
   if (static_cast<std::int64_t>(token_ids.size()) > n_ctx_)
     throw InvalidArgument(

@@ -290,3 +290,25 @@ TEST_CASE("selectors reject bad input with InvalidArgument", "[select]") {
   CHECK_THROWS_AS(MMR(pool.data(), 3, 2).select(q.data(), 1, 2, 4), InvalidArgument);
   CHECK_THROWS_AS(LabelBalancedTopK(pool.data(), 3, 2, {"a", "b", "a"}).select(q.data(), 1, 2, 0), InvalidArgument);
 }
+
+TEST_CASE("a result of n_queries x k ids is sized with a checked product", "[select]") {
+  SelectResult r;
+  r.resize(3, 2);
+  CHECK((r.n_queries == 3 && r.k == 2 && r.ids.size() == 6 && r.scores.size() == 6));
+  r.resize(0, 5);
+  CHECK((r.n_queries == 0 && r.k == 5 && r.ids.empty() && r.scores.empty()));
+  // n_queries * k wrapped to 4 (2^62 + 1 queries) or to 0 (2^62): the ids used to be written past a small buffer
+  const RandomSelector big(std::int64_t{1} << 62);
+  CHECK_THROWS_WITH(big.select((std::int64_t{1} << 62) + 1, 4),
+                    "the result would hold n_queries * k ids, more than fit in memory (n_queries=4611686018427387905, "
+                    "k=4)");
+  CHECK_THROWS_AS(big.select(std::int64_t{1} << 62, 4), InvalidArgument);
+  // 2^61 ids fit int64 but no vector
+  CHECK_THROWS_AS(big.select(std::int64_t{1} << 59, 4), InvalidArgument);
+  CHECK_THROWS_AS(r.resize(std::numeric_limits<std::int64_t>::max(), 2), InvalidArgument);
+  // the selector is still usable and picks distinct rows from the 2^62
+  const SelectResult ok = big.select(2, 4);
+  CHECK(std::set<std::int64_t>(ok.ids.begin(), ok.ids.begin() + 4).size() == 4);
+  CHECK_THROWS_WITH(numpy_legacy_permutation(0, std::numeric_limits<std::int64_t>::max()),
+                    "a permutation of n=9223372036854775807 ids is more than fits in memory");
+}

@@ -110,18 +110,26 @@ TEST_CASE("utf8_decode rejects stray continuation bytes and truncated sequences"
   check_invalid(std::string_view(s).substr(0, 2), 2);
 }
 
-TEST_CASE("utf8_decode_valid does no checks on invalid input (its contract excludes it)", "[utf8]") {
+TEST_CASE("utf8_decode_valid gives U+FFFD for one byte of invalid input and never reads past the text", "[utf8]") {
+  using crossicl::detail::kUtf8Replacement;
+  using crossicl::detail::utf8_decode_valid;
   std::size_t len = 0;
-  CHECK(crossicl::detail::utf8_decode_valid("\x80\x80", 0, len) == 0x00);  // continuation lead: 2 bytes
+  CHECK(utf8_decode_valid("\xC3\xA9", 0, len) == 0xE9);
   CHECK(len == 2);
-  CHECK(crossicl::detail::utf8_decode_valid("\xC0\xAF", 0, len) == 0x2F);  // overlong decoded
-  CHECK(len == 2);
-  CHECK(crossicl::detail::utf8_decode_valid("\xED\xA0\x80", 0, len) == 0xD800);  // surrogate decoded
-  CHECK(len == 3);
-  CHECK(crossicl::detail::utf8_decode_valid("\xF4\x90\x80\x80", 0, len) == 0x110000);
-  CHECK(len == 4);
-  CHECK(crossicl::detail::utf8_decode_valid("\xC3" "A", 0, len) == 0xC1);  // payload bits of any next byte
-  CHECK(len == 2);
+  CHECK(utf8_decode_valid("\x80\x80", 0, len) == kUtf8Replacement);  // continuation byte as lead
+  CHECK(len == 1);
+  CHECK(utf8_decode_valid("\xC0\xAF", 0, len) == kUtf8Replacement);  // overlong
+  CHECK(len == 1);
+  CHECK(utf8_decode_valid("\xED\xA0\x80", 0, len) == kUtf8Replacement);  // surrogate
+  CHECK(len == 1);
+  CHECK(utf8_decode_valid("\xF4\x90\x80\x80", 0, len) == kUtf8Replacement);  // above U+10FFFF
+  CHECK(len == 1);
+  CHECK(utf8_decode_valid("\xC3" "A", 0, len) == kUtf8Replacement);  // lead without its continuation
+  CHECK(len == 1);
+  // A truncated sequence at the end of a view: the bytes after the view are valid continuations, but unread.
+  const std::string text = "\xE2\x82\xAC";
+  CHECK(utf8_decode_valid(std::string_view(text).substr(0, 2), 0, len) == kUtf8Replacement);
+  CHECK(len == 1);
 }
 
 TEST_CASE("utf8_len is the length the lead byte announces", "[utf8]") {

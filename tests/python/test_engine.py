@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+import torch
 
 import crossicl
 from tolerance import STORIES260K, approx, assert_close, bf16_rel, gamma, model_rel
@@ -229,3 +233,51 @@ def test_engine_options_are_parsed_once_and_list_the_valid_names(engine, stories
     for t in ("none", "left", "right"):
         assert engine.score("Once upon", [" a time"], truncation=t)[0].truncated == 0
     assert crossicl.Engine(str(stories / "stories260K.bin"), dtype="bf16").dtype == "BFloat16"
+
+
+@pytest.mark.parametrize("max_new_tokens", [10**12, 2**62, 2**63 - 1])
+def test_max_new_tokens_of_any_size_stops_at_the_window(engine, bare, max_new_tokens):
+    # they sized the KV arena unclamped: 10^12 aborted, 2^62 wrapped its size, 2^63 - 1 overflowed prompt + it
+    out = bare.generate([[1, 403], [1, 261, 378]], max_new_tokens=max_new_tokens, stop=[], stop_at_eos=False)
+    assert [r.finish_reason for r in out] == ["window", "window"]
+    assert [len(r.token_ids) for r in out] == [512 - 2 + 1, 512 - 3 + 1]
+    assert engine.generate(["Once upon a time"], max_new_tokens=max_new_tokens, stop=["."])[0].finish_reason == "stop"
+    # truncation keeps room for max_new_tokens: there is none left for the prompt
+    with pytest.raises(ValueError, match=rf"\(max_new_tokens={max_new_tokens}, n_ctx=512\)"):
+        engine.generate(["Once upon a time"], max_new_tokens=max_new_tokens, truncation="left")
+
+
+ARENA_CHILD = """
+import resource, sys
+import crossicl
+e = crossicl.Engine(sys.argv[1], threads=1, cache_bytes=0)
+e.generate([[1, 403]], max_new_tokens=2, stop=[])  # torch's allocator and pools are set up
+vm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmSize:")) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + (1 << 30), resource.RLIM_INFINITY))
+for m in (10**7, 10**12, 2**62, 2**63 - 1):
+    out = e.generate([[1, 403]] * 4, max_new_tokens=m, stop=[], stop_at_eos=False)
+    assert [r.finish_reason for r in out] == ["window"] * 4, m
+print("ok")
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status, sets RLIMIT_AS")
+def test_kv_arena_stays_within_n_ctx_per_prompt(stories):
+    """Under an address-space limit of 1 GiB above what the process maps: 4 prompts with max_new_tokens=10^7 asked
+    for 4 x 12.8 GB of KV before the clamp; now each reserves at most n_ctx = 512 positions (0.6 MiB)."""
+    proc = subprocess.run([sys.executable, "-c", ARENA_CHILD, str(stories / "stories260K.bin")], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-4000:]
+
+
+def test_threads_is_capped_by_the_cpus_available(stories):
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    before = torch.get_num_threads()
+    try:
+        e = crossicl.Engine(str(stories / "stories260K.bin"), threads=10**6)
+        assert e.threads == cpus and torch.get_num_threads() == cpus
+        assert crossicl.Engine(str(stories / "stories260K.bin")).threads == 0
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match=r"n_ctx must be in \[0, 2\^31-1\] \(n_ctx=2147483648\)"):
+        crossicl.Engine(str(stories / "stories260K.bin"), n_ctx=2**31)

@@ -117,3 +117,9 @@ def test_engine_calls_release_the_gil(models_dir):
         return lambda: e.score_batch(prompts, [" happy", " sad", " big red ball"])
 
     assert_releases_gil(sized(make_scores))
+
+    def make_encode(scale):  # takes no engine lock, but a long text takes long
+        text = " ".join([prompt] * (64 * scale))
+        return lambda: e.encode(text)
+
+    assert_releases_gil(sized(make_encode))

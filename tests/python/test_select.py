@@ -340,3 +340,18 @@ def test_random_selector():
         r.select(2, 1, exclude_per_query=[[0]])
     with pytest.raises(TypeError):
         crossicl.RandomSelector(10, 3)
+
+
+def test_random_selector_checks_n_queries_times_k():
+    # n_queries * k wrapped (to 4 and to 0 ids): the picks were written past the buffer (heap corruption, SIGSEGV)
+    big = crossicl.RandomSelector(2**62)
+    with pytest.raises(ValueError, match=r"more than fit in memory \(n_queries=4611686018427387905, k=4\)"):
+        big.select(2**62 + 1, 4)
+    with pytest.raises(ValueError, match=r"\(n_queries=4611686018427387904, k=4\)"):
+        big.select(2**62, 4)
+    with pytest.raises(MemoryError):  # 2^52 ids fit int64 and a vector's size, not the address space
+        crossicl.RandomSelector(10).select(2**50, 4)
+    ids, _ = big.select(2, 4)
+    assert all(len(set(row)) == 4 for row in ids.tolist())
+    with pytest.raises(ValueError, match=r"n=9223372036854775807"):
+        crossicl.numpy_legacy_permutation(0, 2**63 - 1)

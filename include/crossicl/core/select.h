@@ -41,6 +41,11 @@ struct SelectResult {
 
   std::int64_t id(std::int64_t query, std::int64_t rank) const { return ids[query * k + rank]; }
   float score(std::int64_t query, std::int64_t rank) const { return scores[query * k + rank]; }
+
+  /// Sets n_queries and k, and ids and scores to [n_queries, k] zeros. Throws InvalidArgument naming both when
+  /// n_queries * k overflows or is more than a vector can hold (never a wrapped, too small buffer), and
+  /// std::bad_alloc (Python MemoryError) when the memory is not there.
+  void resize(std::int64_t n_queries, std::int64_t k);
 };
 
 /// A SelectResult over several pools: `pool_ids[q, r]` says which pool `ids[q, r]` indexes.

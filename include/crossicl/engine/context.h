@@ -70,6 +70,9 @@ class Context {
   /// come, while it lasts; others allocate their own), so the KV of a wave of sequences is one allocation, big
   /// enough for the allocator to map and unmap it instead of fragmenting the heap. A room is not returned to the
   /// buffer when its sequence is dropped; the buffer is freed by clear() (or replaced by the next reserve_arena).
+  /// n is not clamped (a wave holds several sequences; the caller bounds it): InvalidArgument naming n and the
+  /// model's sizes when n < 0 or n * n_layers * 2 * n_kv_heads * head_dim overflows int64; an allocation that
+  /// cannot be made is torch's error.
   void reserve_arena(std::int64_t n);
   /// Drops every sequence and the arena.
   void clear();

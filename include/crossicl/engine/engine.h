@@ -5,10 +5,22 @@
 // prompt prefixes in blocks of Engine::kCacheBlockTokens tokens across calls, so a shared prefix is computed once).
 // Results do not depend on batching or caching beyond float rounding (different matmul shapes).
 //
-// Prompts are text (tokenized with BOS, as HF and llama2.c do) or token ids (used as given). An Engine is not
-// meant for concurrent calls; calls from several threads are serialised.
+// Prompts are text (tokenized with BOS, as HF and llama2.c do) or token ids (used as given).
+//
+// Threads: every method may be called from any thread while another call is in flight; the calls that run the
+// model or touch the KV or prefix cache (generate, score, score_batch, hidden_states, logits, cache_stats,
+// clear_cache) are serialised by one lock, so they run one at a time in the order the lock grants, and each
+// gives the result it would give alone (up to the float rounding of a prefix the prefix cache holds or not, as
+// above). config, model, tokenizer, n_ctx, encode and resolve_layers take no lock (they
+// read immutable state; the Tokenizer is thread-safe). A caller waiting for the lock polls
+// EngineOptions::should_stop every kPollWait, as the running call does between forward passes, so an interrupt
+// (Ctrl-C in Python) reaches it too. The callbacks run inside a call, on its thread, with the lock held: calling
+// the same Engine from them throws InvalidArgument instead of deadlocking. Distinct Engines are independent,
+// except that EngineOptions::threads sets torch's process-wide intra-op thread count.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -16,6 +28,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -67,19 +80,31 @@ struct EngineOptions {
                                     // vocabulary of a GGUF file; none for a llama2.c .bin
   c10::ScalarType dtype = c10::ScalarType::Float;  // at::kFloat or at::kBFloat16 (at::kHalf on cuda)
   std::string device = "cpu";       // "cpu" or "cuda[:i]"; InvalidArgument naming it when unavailable
-  int threads = 0;                  // torch intra-op threads, set once at construction (0 = torch default)
-  std::int64_t n_ctx = 0;           // context window in tokens (0 = the model's max_seq_len)
+  int threads = 0;                  // torch intra-op threads (0 = torch default); capped at the CPUs this
+                                    // process may run on (available_cpus(); Engine::threads() tells the count
+                                    // used). Set at construction through at::set_num_threads, which is
+                                    // process-wide: it applies to every Engine and to the caller's own torch
+                                    // work, and the last Engine built wins
+  std::int64_t n_ctx = 0;           // context window in tokens (0 = the model's max_seq_len; <= 2^31-1)
   std::int64_t max_batch_tokens = 1024;  // most tokens per forward pass when packing prompts (> 0)
   std::int64_t cache_bytes = std::int64_t{256} << 20;  // bytes of KV kept for cached prompt prefixes (LRU);
                                                        // 0 = prefix cache off (>= 0)
-  std::function<bool()> should_stop;     // polled between forward passes; true throws Interrupted (empty = never)
+  std::function<bool()> should_stop;     // polled between forward passes, and every Engine::kPollWait while a
+                                         // call waits for another call to finish; true throws Interrupted
+                                         // (empty = never). Called on the calling thread, from several threads
+                                         // at once when several wait: it must be thread-safe
   std::function<void(std::int64_t)> on_forward;  // progress: called after each forward pass with the number of
-                                                 // tokens it ran (prefill chunk or decode step; empty = none)
+                                                 // tokens it ran (prefill chunk or decode step; empty = none), on
+                                                 // the calling thread with the Engine's lock held
 };
 
 /// Options of Engine::generate (greedy decoding).
 struct GenerateOptions {
-  std::int64_t max_new_tokens = 10;      // tokens to generate at most (>= 0)
+  std::int64_t max_new_tokens = 10;      // tokens to generate at most (>= 0; any size: a sequence stops with
+                                         // finish_reason "window" when the context is full, and KV is reserved
+                                         // for at most n_ctx positions per prompt). With truncation Left/Right
+                                         // it must be < n_ctx (it is the room kept for generation):
+                                         // InvalidArgument naming both otherwise
   std::vector<std::string> stop = {"\n"};  // stop when the decoded continuation contains one; text is cut there
                                           // (needs a tokenizer; ignored without one)
   bool stop_at_eos = true;                // stop after generating EOS (EOS is kept in token_ids, not in text)
@@ -136,9 +161,15 @@ class Engine {
  public:
   /// Tokens per prefix-cache block: prefixes are reused in multiples of this many tokens.
   static constexpr std::int64_t kCacheBlockTokens = 16;
+  /// How often a call waiting for another call to finish polls EngineOptions::should_stop.
+  static constexpr std::chrono::milliseconds kPollWait{20};
 
   /// Loads `path` (HF directory, GGUF file or llama2.c .bin) and the tokenizer. Throws LoadError / InvalidArgument.
   explicit Engine(const std::string& path, EngineOptions options = {});
+
+  /// The CPUs this process may run on: the size of its sched_getaffinity mask (Linux), else
+  /// std::thread::hardware_concurrency(); at least 1. The cap on EngineOptions::threads.
+  static int available_cpus();
 
   const Config& config() const { return model_->config(); }
   const Model& model() const { return *model_; }
@@ -147,6 +178,8 @@ class Engine {
   const std::shared_ptr<Tokenizer>& tokenizer() const { return tokenizer_; }
   /// Context window in tokens.
   std::int64_t n_ctx() const { return n_ctx_; }
+  /// The intra-op threads this Engine set: EngineOptions::threads capped at available_cpus() (0 = torch default).
+  int threads() const { return options_.threads; }
 
   /// Token ids of a prompt: BOS + encode(text). Throws InvalidArgument without a tokenizer, for an empty
   /// prompt or for text that is not UTF-8.
@@ -203,13 +236,16 @@ class Engine {
  private:
   struct Prefill;
   struct ScoreItem;
+  class Call;  // holds mutex_ for one serialised call (engine.cpp)
   // Generation of prompts [a, b) as one wave: prefilled together, decoded together; fills results[a, b).
-  // `kv_positions` (prompt + max_new_tokens per prompt) sizes the wave's KV arena.
+  // `kv_positions` (per prompt: prompt + max_new_tokens, at most n_ctx) sizes the wave's KV arena.
   void generate_wave(const std::vector<std::vector<std::int32_t>>& prompts, std::size_t a, std::size_t b,
                      std::int64_t kv_positions, const GenerateOptions& options,
                      std::vector<GenerateResult>& results);
-  // KV positions one wave of generate/score prompts may hold at once.
-  std::int64_t kv_budget() const { return 8 * options_.max_batch_tokens; }
+  // KV positions one wave of generate/score prompts may hold at once (saturates instead of overflowing).
+  std::int64_t kv_budget() const;
+  // KV positions a generated sequence can fill: its prompt + max_new_tokens, at most n_ctx (no overflow).
+  std::int64_t seq_positions(std::size_t prompt_tokens, std::int64_t max_new_tokens) const;
   ScoreItem score_item_text(const std::string& prompt, const std::vector<std::string>& continuations,
                             std::size_t index) const;
   void truncate_item(ScoreItem& item, const ScoreOptions& options, std::size_t index) const;
@@ -231,7 +267,8 @@ class Engine {
   std::unique_ptr<PrefixCache> cache_;  // null when cache_bytes == 0
   std::int64_t hit_tokens_ = 0;         // see CacheStats
   std::int64_t computed_tokens_ = 0;
-  mutable std::mutex mutex_;
+  mutable std::timed_mutex mutex_;                  // serialises the calls (see the file comment)
+  mutable std::atomic<std::thread::id> owner_{};    // the thread holding mutex_ (default id: none)
 };
 
 }  // namespace crossicl
