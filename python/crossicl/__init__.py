@@ -31,7 +31,7 @@ if _BUILT_TORCH:  # libtorch's shared libraries come from the torch package; loa
 
 from . import _crossicl
 from ._crossicl import *  # noqa: F401,F403
-from ._crossicl import InvalidArgument, LoadError  # noqa: F401
+from ._crossicl import InvalidArgument, Limits, LoadError, limits, set_limits  # noqa: F401
 
 __version__ = "0.1.0"
 
@@ -40,3 +40,4 @@ from . import models  # noqa: E402,F401
 from . import experiment  # noqa: E402,F401
 from . import analysis  # noqa: E402,F401
 from .experiment import Experiment  # noqa: E402,F401
+from .records import RunFolderLocked  # noqa: E402,F401

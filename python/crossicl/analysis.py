@@ -55,7 +55,7 @@ from .executors import open_engine
 from .experiment import Experiment
 from .planning import Planner, embed_texts, fill_from_cache
 from .plots import plot_layer_correlation, plot_similarity_vs_gain
-from .records import SCORERS, load_records
+from .records import SCORERS, atomic_open, atomic_write_text, load_records
 
 __all__ = [
     "TokenSpan", "SimilarityResult", "label_cues", "token_spans", "activation_similarity", "correlate",
@@ -248,9 +248,8 @@ class _Cache:
         if self.mem is not None:
             self.mem[key] = value
         elif self.dir is not None:
-            tmp = self.dir / f"{key}.tmp.npy"
-            np.save(tmp, value)
-            tmp.replace(self.dir / f"{key}.npy")
+            with atomic_open(self.dir / f"{key}.npy") as f:  # a temporary of its own: concurrent writers of a key
+                np.save(f, value)
 
 
 def activation_similarity(engine: Any, prompts: Sequence[Any], spans: Sequence[Any] | None = None, *,
@@ -652,6 +651,6 @@ def analyze_run(run_dir: Any, *, layers: Sequence[int] | None = None, engines: M
     if not frames:
         raise ValueError(f"{run}: no cell of method {list(methods)} to analyse")
     written = [out / "similarity.csv", out / "ranking.csv"]
-    pd.concat(frames, ignore_index=True).to_csv(written[0], index=False)
-    pd.concat(rankings, ignore_index=True).to_csv(written[1], index=False)
+    atomic_write_text(written[0], pd.concat(frames, ignore_index=True).to_csv(index=False))
+    atomic_write_text(written[1], pd.concat(rankings, ignore_index=True).to_csv(index=False))
     return written

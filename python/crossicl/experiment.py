@@ -11,9 +11,11 @@ with every scorer and appends one JSON record per item to ``<out>/records.jsonl`
 The configuration (a dict, or a TOML / YAML file) is documented in docs/experiments.md; every key is checked
 before any model work and errors name the key (``grid.methods[1]: unknown method 'cross'``).
 
-Records are crash-safe: each batch is appended with one write and flushed, a torn last line left by a kill is
+Records are crash-safe: each batch is appended with one write and fsync'ed, a torn last line left by a kill is
 cut off on the next start, and the items of a batch are always run together so a resumed run computes exactly
-what an uninterrupted one does.
+what an uninterrupted one does. A run holds the folder's lock (``<out>/lock``, or ``lock.shard-i-of-n`` per
+shard) for its whole length: a second run of the same folder raises ``RunFolderLocked`` naming the first one's
+pid. Whole files (config.json, pseudo-label tables, embedding caches) are written atomically.
 
 This module is the facade over the package's layers (each imports only those before it): crossicl.records (the
 record files), crossicl.config (the experiment file and its checks), crossicl.planning (demonstrations,
@@ -32,8 +34,46 @@ from . import config as _config
 from . import records, results, runner
 from .config import ALIASES, METHODS, SELECTORS, Cell, ConfigError, ModelSpec, load_config, parse_shard
 from .executors import LocalExecutor
-from .records import RecordFile, merge, record_key, shard_of
+from .records import RecordFile, RunFolderLocked, RunLock, atomic_write_text, merge, record_key, shard_of
 from .runner import paper_prediction, score_prediction, vote
+
+
+def write_config(out: pathlib.Path, config: Mapping[str, Any]) -> pathlib.Path:
+    """Claims the run folder ``out`` for ``config``: creates ``out/config.json`` if absent, else compares it and
+    raises ConfigError when the folder holds another grid (a different ``out`` alone is a moved folder: the file
+    is rewritten). Every write is atomic (crossicl.records.atomic_write_text), so the shards of a grid, which
+    all do this at start, never read a half-written file, and of two shards creating it the second compares.
+    Returns the path."""
+    path = out / "config.json"
+    text = json.dumps(config, indent=1, sort_keys=True, default=str)
+    while True:
+        try:
+            old_text = path.read_bytes().decode("utf-8")
+        except FileNotFoundError:
+            try:
+                atomic_write_text(path, text, exclusive=True)
+                return path
+            except FileExistsError:  # another shard created it first: compare with that one
+                continue
+        except UnicodeDecodeError:
+            old_text = ""
+        if old_text == text:
+            return path
+        try:
+            old = json.loads(old_text)
+            if not isinstance(old, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            raise ConfigError(f"{path}: not a crossicl config.json; if this folder holds no run of another grid, "
+                              "remove the file and run again") from None
+        diff = sorted(k for k in set(old) | set(config)
+                      if json.dumps(old.get(k), sort_keys=True, default=str)
+                      != json.dumps(config.get(k), sort_keys=True, default=str) and k != "out")
+        if diff:
+            raise ConfigError(f"{path}: this run folder holds another configuration (differs in "
+                              f"{', '.join(diff)}); use another `out` folder")
+        atomic_write_text(path, text)
+        return path
 
 
 class Experiment:
@@ -79,20 +119,14 @@ class Experiment:
         ``executor``: where the engines run (default: crossicl.executors.LocalExecutor over ``engines``)."""
         if isinstance(shard, str):
             shard = parse_shard(shard)
-        self.out.mkdir(parents=True, exist_ok=True)
-        cfg_path = self.out / "config.json"
-        cfg = json.dumps(self.config, indent=1, sort_keys=True, default=str)
-        if cfg_path.exists() and cfg_path.read_text(encoding="utf-8") != cfg:
-            old = json.loads(cfg_path.read_text(encoding="utf-8"))
-            diff = sorted(k for k in set(old) | set(self.config)
-                          if json.dumps(old.get(k), sort_keys=True, default=str)
-                          != json.dumps(self.config.get(k), sort_keys=True, default=str) and k != "out")
-            if diff:
-                raise ConfigError(f"{cfg_path}: this run folder holds another configuration (differs in "
-                                  f"{', '.join(diff)}); use another `out` folder")
-        cfg_path.write_text(cfg, encoding="utf-8")
-        runner.run_experiment(self.grid, executor=executor if executor is not None else LocalExecutor(self.engines),
-                              shard=shard, progress=progress, limit=limit)
+        if not self.out.is_dir():
+            self.out.mkdir(parents=True, exist_ok=True)
+            records.fsync_dir(self.out.parent)
+        # One run per folder (per shard of it): a second one stops here, naming the first one's pid.
+        executor = executor if executor is not None else LocalExecutor(self.engines)
+        with RunLock(self.out, shard):
+            write_config(self.out, self.config)
+            runner.run_experiment(self.grid, executor=executor, shard=shard, progress=progress, limit=limit)
         return self
 
     def results(self):
@@ -105,6 +139,6 @@ class Experiment:
 
 
 # The names below moved to crossicl.config, crossicl.records and crossicl.runner; they stay importable here.
-__all__ = ["Experiment", "ModelSpec", "Cell", "ConfigError", "METHODS", "ALIASES", "SELECTORS", "load_config",
-           "merge", "parse_shard", "paper_prediction", "score_prediction", "vote", "record_key", "shard_of",
-           "RecordFile"]
+__all__ = ["Experiment", "write_config", "RunFolderLocked", "ModelSpec", "Cell", "ConfigError", "METHODS", "ALIASES",
+           "SELECTORS", "load_config", "merge", "parse_shard", "paper_prediction", "score_prediction", "vote",
+           "record_key", "shard_of", "RecordFile"]

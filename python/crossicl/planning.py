@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import pathlib
@@ -20,7 +21,7 @@ import numpy as np
 
 from . import _crossicl, models
 from .config import Cell, ConfigError, Grid
-from .records import record_key, shard_of
+from .records import atomic_open, record_key, shard_of, split_lines
 
 EMBEDDING = "mean-nobos"
 """The embedder's convention, part of the name of cached embedding files: a file cached by another convention
@@ -114,16 +115,35 @@ class Selection:
     def _embeddings_file(self, task: str, rows: Sequence, role: str) -> np.ndarray:
         folder = self.grid.base / self.sel["embeddings_dir"]
         stem = folder / f"{role}.{task}"
-        npy, ids_txt = stem.with_suffix(".npy"), pathlib.Path(str(stem) + ".ids.txt")
+        # not stem.with_suffix(".npy"): that would replace ".<task>" and read "target.npy" for every task
+        npy, ids_txt = pathlib.Path(str(stem) + ".npy"), pathlib.Path(str(stem) + ".ids.txt")
         if not npy.is_file() or not ids_txt.is_file():
             raise ConfigError(f"selection.embeddings_dir: {npy.name} / {ids_txt.name} missing in {folder}")
         mat = np.load(npy)
-        row_of = {line: i for i, line in enumerate(ids_txt.read_text(encoding="utf-8").splitlines())}
+        row_of = self._ids_rows(ids_txt, npy, mat)
         missing = [r.id for r in rows if r.id not in row_of]
         if missing:
             raise ConfigError(f"selection.embeddings_dir: {ids_txt.name} lacks ids {missing[:5]} "
                               f"({len(missing)} of {len(rows)})")
         return np.ascontiguousarray(mat[[row_of[r.id] for r in rows]], dtype=np.float32)
+
+    @staticmethod
+    def _ids_rows(ids_txt: pathlib.Path, npy: pathlib.Path, mat: np.ndarray) -> dict[str, int]:
+        """Row of each id of an ``.ids.txt`` (one id a line, split on "\\n" only: an id may hold U+2028), checked
+        against the matrix of its ``.npy``: one row per line, no id twice."""
+        try:
+            ids = split_lines(ids_txt.read_bytes(), ids_txt)
+        except ValueError as e:
+            raise ConfigError(f"selection.embeddings_dir: {e}") from None
+        if mat.ndim != 2 or mat.shape[0] != len(ids):
+            raise ConfigError(f"selection.embeddings_dir: {ids_txt} has {len(ids)} ids but {npy} has "
+                              f"{mat.shape[0] if mat.ndim else 0} rows (shape {list(mat.shape)}); they must match "
+                              "line for row")
+        row_of = {line: i for i, line in enumerate(ids)}
+        if len(row_of) != len(ids):
+            dup = next(i for i, n in collections.Counter(ids).items() if n > 1)
+            raise ConfigError(f"selection.embeddings_dir: {ids_txt} lists id {dup!r} twice")
+        return row_of
 
     def _engine_embeddings(self, task: str, texts: list[str], role: str) -> np.ndarray:
         digest = hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest()[:16]
@@ -134,9 +154,8 @@ class Selection:
         out = np.ascontiguousarray(embed_texts(self.engine, texts, [layer], truncation="right")[:, 0, :],
                                    dtype=np.float32)
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npy")
-        np.save(tmp, out)
-        tmp.replace(cache)
+        with atomic_open(cache) as f:  # a temporary of its own: shards may write the same key at once
+            np.save(f, out)
         return out
 
     # Selection ------------------------------------------------------------------------------------------

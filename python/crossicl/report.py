@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import analysis, plots
-from .records import load_records
+from .records import atomic_write_text, load_records
 from .results import CROSS_METHODS, accuracy_table, gains, headline_gain, summary
 
 
@@ -102,7 +102,7 @@ def write_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
     md += _config_section(run / "config.json")
 
     p = out / "summary.csv"
-    table.to_csv(p, index=False)
+    atomic_write_text(p, table.to_csv(index=False))
     written.append(p)
     md += ["## Accuracy per cell", "", markdown_table(table), ""]
     md += _accuracy_section(df, cross, models, scorer)
@@ -111,7 +111,7 @@ def write_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
     md += lines
     if g is not None:
         p = out / "gains.csv"
-        g.to_csv(p, index=False)
+        atomic_write_text(p, g.to_csv(index=False))
         written.append(p)
     md += _headline_section(df, cross, methods, models, scorer)
     lines, files = _plots_section(df, cross, models, g is not None, scorer, out)
@@ -125,7 +125,7 @@ def write_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
     written += files
 
     p = out / "report.md"
-    p.write_text("\n".join(md), encoding="utf-8")
+    atomic_write_text(p, "\n".join(md))
     written.append(p)
     return written
 

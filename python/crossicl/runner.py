@@ -18,7 +18,7 @@ from . import _crossicl
 from .config import PSEUDO, Grid, ModelSpec
 from .executors import LocalExecutor
 from .planning import Planner, Unit, batches, work_units
-from .records import SCORERS, RecordFile, record_key, records_path
+from .records import SCORERS, RecordFile, atomic_write_text, record_key, records_path
 
 
 def paper_prediction(text: str) -> str:
@@ -89,8 +89,8 @@ def pseudo_labels(grid: Grid, executor: Any, spec: ModelSpec, planner: Planner, 
         result[t] = rows
         table[t] = [{"id": r["example"].id, "label": r["label"], "confidence": r["confidence"], "kept": r["kept"],
                      "gold": r["example"].label} for r in rows]
-    out = grid.out / f"pseudo_labels{suffix}.{spec.name}.json"
-    out.write_text(json.dumps(table, indent=1, ensure_ascii=False), encoding="utf-8")
+    atomic_write_text(grid.out / f"pseudo_labels{suffix}.{spec.name}.json",
+                      json.dumps(table, indent=1, ensure_ascii=False))
     return result
 
 
@@ -104,20 +104,31 @@ def _predict_pseudo_pools(grid: Grid, executor: Any, spec: ModelSpec, planner: P
         for s in grid.pseudo_sources:
             if s != t:
                 units += [(t, s, i, row) for i, row in enumerate(pool)]
-    todo = [u for u in units if (u[0], u[1], spec.name, u[3].id) not in store]
-    bar = _progress(len(units), len(units) - len(todo), f"pseudo-labels {spec.name}", progress)
+
+    def done(u: tuple) -> bool:
+        return (u[0], u[1], spec.name, u[3].id) in store
+
+    n_done = sum(done(u) for u in units)
+    bar = _progress(len(units), n_done, f"pseudo-labels {spec.name}", progress)
     by_pair: dict[tuple, list] = {}
-    for u in todo:
+    for u in units:
         by_pair.setdefault((u[0], u[1]), []).append(u)
     dec = grid.config["decode"]
     for (t, s), pair_units in by_pair.items():
+        if all(done(u) for u in pair_units):
+            continue
         pool = grid.data.pseudo_pool(t, ps["pool"])
         # Demos for the whole pool at once; the pack publishes none for pseudo pools (selector "published"
         # falls back to BM25 there, see Selection.top).
         picks = planner.demos(t, pool, s, 1, pack_demos=False)
         labels = list(grid.data.tasks[t].label_space)
+        # The batches are cut from the pair's whole pool, not from what is missing, and a batch is recomputed
+        # whole: a resumed run (after a torn write left part of a batch) computes exactly what an uninterrupted
+        # one does; only the missing predictions are appended.
         for b in range(0, len(pair_units), dec["batch"]):
             chunk = pair_units[b:b + dec["batch"]]
+            if all(done(u) for u in chunk):
+                continue
             prompts = [planner.builder.cross_task(t, u[3], s, picks[u[2]][0]).text for u in chunk]
             names = [f"pseudo {t}/{s}/{u[3].id}" for u in chunk]
             outs, _ = executor.generate(spec, prompts, names, dec)
@@ -129,10 +140,11 @@ def _predict_pseudo_pools(grid: Grid, executor: Any, spec: ModelSpec, planner: P
                        "demo_ids": picks[u[2]][1], "raw": out.text, "pred": paper_prediction(out.text)}
                 if lps is not None:
                     rec["label_logprobs"] = dict(zip(labels, lps[j]))
-                recs.append(rec)
+                if not done(u):
+                    recs.append(rec)
             store.append(recs)
             if bar is not None:
-                bar.update(len(chunk))
+                bar.update(len(recs))
     if bar is not None:
         bar.close()
 
@@ -162,7 +174,7 @@ def run_experiment(grid: Grid, *, executor: Any = None, shard: tuple[int, int] |
                    progress: bool = True, limit: int | None = None) -> int:
     """Runs the grid's missing records; returns how many were written. ``executor`` runs the engine work
     (default: a LocalExecutor opening each model in this process); this function stays the single writer of
-    records."""
+    records. The caller holds the run folder's (shard's) crossicl.records.RunLock, as Experiment.run does."""
     executor = executor if executor is not None else LocalExecutor()
     suffix = "" if shard is None else f".shard-{shard[0]}-of-{shard[1]}"
     store = RecordFile(records_path(grid.out, shard), record_key)

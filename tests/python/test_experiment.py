@@ -44,7 +44,8 @@ def _config(paper_dir, models_dir, out, **over):
 
 def _records(path: pathlib.Path) -> list[dict]:
     files = sorted(path.glob("records*.jsonl")) if path.is_dir() else [path]
-    recs = [json.loads(line) for f in files for line in f.read_text(encoding="utf-8").splitlines() if line]
+    # lines end at "\n" only (splitlines() would also cut at U+2028, U+0085, ... inside a record)
+    recs = [json.loads(line) for f in files for line in f.read_text(encoding="utf-8").split("\n") if line]
     return sorted(recs, key=E.record_key)
 
 
@@ -106,8 +107,12 @@ def _cli_run(cfg_path: pathlib.Path, *extra: str):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(sys.path)
     with open(cfg_path.with_suffix(".stderr"), "w") as err:
+        # SIGINT back to its default in the child: a test run started in the background of a non-interactive shell
+        # ignores SIGINT, the child would inherit that, and Python installs its KeyboardInterrupt handler only when
+        # SIGINT is not ignored at start.
         return subprocess.Popen([sys.executable, "-m", "crossicl", "run", str(cfg_path), "--quiet", *extra], env=env,
-                                stdout=subprocess.DEVNULL, stderr=err)
+                                stdout=subprocess.DEVNULL, stderr=err,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def test_sigkill_and_resume_equals_uninterrupted(reference_run, paper_dir, models_dir, tmp_path):
@@ -126,7 +131,7 @@ def test_sigkill_and_resume_equals_uninterrupted(reference_run, paper_dir, model
     assert proc.wait(timeout=120) == 130
     assert "interrupted" in cfg_path.with_suffix(".stderr").read_text()
     assert partial.read_bytes().endswith(b"\n") or partial.stat().st_size == 0
-    assert all(json.loads(line) for line in partial.read_text().splitlines())
+    assert all(json.loads(line) for line in partial.read_text(encoding="utf-8").split("\n") if line)
     kills = 0
     for attempt in range(12):
         proc = _cli_run(cfg_path)
@@ -201,7 +206,7 @@ def test_pseudo_labelling_stage(paper_dir, models_dir, tmp_path):
                   pseudo={"threshold": 0.3})
     E.Experiment(cfg).run(progress=False)
     pool = crossicl.paper.Pack(paper_dir).pseudo_pool("sciq")
-    votes = [json.loads(x) for x in (tmp_path / "pseudo.jsonl").read_text().splitlines()]
+    votes = [json.loads(x) for x in (tmp_path / "pseudo.jsonl").read_text(encoding="utf-8").split("\n") if x]
     assert len(votes) == len(pool) * 3  # 3 sources x the pool
     table = json.loads((tmp_path / "pseudo_labels.stories260K.json").read_text())["sciq"]
     labels = ["A", "B", "C", "D"]

@@ -143,7 +143,7 @@ def test_load_records_malformed_json_names_file_and_line(tmp_path):
     lines = [json.dumps(r) for r in make_records()[:5]]
     lines[2] = lines[2][:-5] + "}"
     (tmp_path / "records.jsonl").write_text("\n".join(lines) + "\n")
-    with pytest.raises(ValueError, match=r"records\.jsonl:3: malformed JSON"):
+    with pytest.raises(ValueError, match=r"records\.jsonl:3: malformed record"):
         results.load_records(tmp_path)
 
 
@@ -188,7 +188,7 @@ def test_load_records_torn_last_line(tmp_path):
     with pytest.warns(RuntimeWarning, match=r"records\.jsonl:4: skipped an incomplete last line"):
         d = results.load_records(tmp_path)
     assert len(d) == 3
-    with pytest.raises(ValueError, match=r"records\.jsonl:4: malformed JSON"):
+    with pytest.raises(ValueError, match=r"records\.jsonl:4: malformed record"):
         results.load_records(tmp_path, skip_torn_tail=False)
 
 
