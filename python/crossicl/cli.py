@@ -1,6 +1,7 @@
 """The ``crossicl`` command line.
 
   crossicl run EXPERIMENT.toml [--shard i/n] [--out DIR]   run (or resume) an experiment grid
+      [--executor ray [--address ADDR] [--workers N] [--cpus-per-worker C] [--gpus-per-worker G]]
   crossicl report RUN_DIR [--out DIR]                      markdown/CSV tables and PNG plots of a run
   crossicl merge OUT RUN_DIR_OR_FILE...                    merge shard outputs into one records file
   crossicl analyze RUN_DIR [--layers 0,8,16]               activation similarity vs gain (a report section)
@@ -103,8 +104,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     exp = Experiment.from_file(args.config, out=args.out)
-    print(f"crossicl run: {len(exp.cells)} cells, records in {exp.out}", file=sys.stderr)
-    exp.run(shard=args.shard, progress=not args.quiet)
+    where = "" if args.executor == "local" else f" on Ray ({args.address or 'a local instance'})"
+    print(f"crossicl run: {len(exp.cells)} cells, records in {exp.out}{where}", file=sys.stderr)
+    exp.run(shard=args.shard, progress=not args.quiet, executor=args.executor, address=args.address,
+            workers=args.workers, cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker)
     print(str(exp.records_path(None if args.shard is None else config.parse_shard(args.shard))))
     return 0
 
@@ -146,6 +149,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--out", default=None, help="run folder (default: the file's `out`)")
     run.add_argument("--shard", default=None, help="run only shard i of n (i/n, 0-based) of the grid's items")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--executor", choices=["local", "ray"], default="local",
+                     help="where the engines run: this process (default) or Ray actors (pip install crossicl[ray])")
+    run.add_argument("--address", default=None,
+                     help="(ray) a running cluster to join, e.g. HEAD:6379 (default: start a local Ray instance)")
+    run.add_argument("--workers", type=int, default=None,
+                     help="(ray) actors (default: the cluster's CPUs / --cpus-per-worker)")
+    run.add_argument("--cpus-per-worker", type=float, default=1, help="(ray) CPUs of each actor (default 1)")
+    run.add_argument("--gpus-per-worker", type=float, default=0, help="(ray) GPUs of each actor (default 0)")
     rep = sub.add_parser("report", help="tables (markdown, CSV) and plots (PNG) of a run folder")
     rep.add_argument("run_dir")
     rep.add_argument("--out", default=None, help="output folder (default RUN_DIR/report)")

@@ -1,16 +1,20 @@
-"""Where the engine work of a run happens. The runner (the driver) plans batches, hands each to an executor,
+"""Where the engine work of a run happens. The runner (the driver) plans batches, hands them to an executor,
 scores the outputs and is the single writer of records; an executor only runs engines.
 
 * :class:`LocalExecutor`: the engines live in this process (one per model, opened on first use).
+* :class:`crossicl.ray_executor.RayExecutor`: Ray actors, each with its own LocalExecutor, pull the batches.
 
-An executor has ``engine(spec)`` (the open engine of a model: the planner embeds with it), ``generate(spec,
-prompts, names, decode)`` and ``label_scores(spec, prompts, labels, names, decode)``; another executor (Ray
-actors that pull batches) implements the same three.
+An executor has ``engine(spec)`` (an open engine of a model in this process: the planner embeds with it, and
+only asks for it when the selection needs engine embeddings), ``map(spec, work, decode)`` (runs
+``(tag, Batch)`` pairs and yields ``(tag, BatchResult)`` as each batch finishes, in any order) and
+``status()`` (a few words for the progress bar). A :class:`Batch` and a :class:`BatchResult` are plain values,
+so they travel to another process as they are.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 from . import _crossicl
@@ -30,18 +34,45 @@ def _named(e: ValueError, names: list[str]) -> ValueError:
     return ValueError(f"{where}: {e}")
 
 
+@dataclasses.dataclass
+class Batch:
+    """One engine call of a run: prompts computed together (the batch decides the last bits of a log-prob)."""
+    prompts: list[str]
+    names: list[str]                       # each prompt's cell and item, for error messages
+    labels: list[list[str]] | None = None  # each prompt's label space to score; None: no label scores
+
+
+@dataclasses.dataclass
+class Generation:
+    """What a record keeps of a crossicl.GenerateResult (which does not pickle)."""
+    text: str
+    truncated: int       # prompt tokens dropped by truncation
+    finish_reason: str   # 'length', 'stop', 'eos' or 'window'
+
+
+@dataclasses.dataclass
+class BatchResult:
+    """The engine's answer to a :class:`Batch`, prompt by prompt."""
+    outs: list[Generation]
+    n_tokens: list[int]                            # prompt tokens, before truncation
+    label_logprobs: list[list[float]] | None       # summed log-prob of each label (Batch.labels), or None
+
+
 class LocalExecutor:
     """Runs the engines in this process. ``engines``: open engines by model name; a model not in it is opened
-    on first use and added to it (so the caller can reuse it)."""
+    on first use with ``opener(spec)`` (default :func:`open_engine`) and added to it (so the caller can reuse
+    it)."""
 
-    def __init__(self, engines: MutableMapping[str, Any] | None = None):
+    def __init__(self, engines: MutableMapping[str, Any] | None = None, *,
+                 opener: Callable[[ModelSpec], Any] = open_engine):
         self.engines = engines if engines is not None else {}
+        self.opener = opener
 
     def engine(self, spec: ModelSpec):
         """The open engine of a model (opened now if needed); it must have a tokenizer."""
         engine = self.engines.get(spec.name)
         if engine is None:
-            engine = self.engines[spec.name] = open_engine(spec)
+            engine = self.engines[spec.name] = self.opener(spec)
         if engine.tokenizer is None:
             raise ConfigError(f"models: '{spec.name}' has no tokenizer; set its `tokenizer` (a llama2.c .bin "
                               "carries none)")
@@ -73,5 +104,22 @@ class LocalExecutor:
             raise _named(e, names) from None
         return [[r.sum for r in row] for row in res]
 
+    def run(self, spec: ModelSpec, batch: Batch, decode: Mapping[str, Any]) -> BatchResult:
+        """One batch: the generations, then the label scores when the batch asks for them."""
+        outs, n_tokens = self.generate(spec, batch.prompts, batch.names, decode)
+        lps = (None if batch.labels is None
+               else self.label_scores(spec, batch.prompts, batch.labels, batch.names, decode))
+        return BatchResult([Generation(o.text, o.truncated, o.finish_reason) for o in outs], n_tokens, lps)
 
-__all__ = ["open_engine", "LocalExecutor"]
+    def map(self, spec: ModelSpec, work: Iterable[tuple[Any, Batch]], decode: Mapping[str, Any]
+            ) -> Iterator[tuple[Any, BatchResult]]:
+        """(tag, result) of every (tag, batch) of ``work``, one after the other."""
+        for tag, batch in work:
+            yield tag, self.run(spec, batch, decode)
+
+    def status(self) -> dict[str, str]:
+        """Words for the progress bar (none: the bar's rate and ETA say it all)."""
+        return {}
+
+
+__all__ = ["open_engine", "Batch", "Generation", "BatchResult", "LocalExecutor"]

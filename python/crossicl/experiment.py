@@ -34,6 +34,7 @@ from . import config as _config
 from . import records, results, runner
 from .config import ALIASES, METHODS, SELECTORS, Cell, ConfigError, ModelSpec, load_config, parse_shard
 from .executors import LocalExecutor
+from .ray_executor import RayExecutor
 from .records import RecordFile, RunFolderLocked, RunLock, atomic_write_text, merge, record_key, shard_of
 from .runner import paper_prediction, score_prediction, vote
 
@@ -113,20 +114,47 @@ class Experiment:
         return records.records_path(self.out, shard)
 
     def run(self, *, shard: tuple[int, int] | str | None = None, progress: bool = True,
-            limit: int | None = None, executor: Any = None) -> "Experiment":
+            limit: int | None = None, executor: Any = None, address: str | None = None,
+            workers: int | None = None, cpus_per_worker: float = 1, gpus_per_worker: float = 0) -> "Experiment":
         """Runs every cell not yet recorded (resuming) and returns self. ``shard`` = (i, n) or "i/n" runs only
         that deterministic part of the items; ``limit`` stops after that many new records (tests, dry runs).
-        ``executor``: where the engines run (default: crossicl.executors.LocalExecutor over ``engines``)."""
+
+        ``executor``: where the engines run. None or "local": this process (crossicl.executors.LocalExecutor over
+        ``engines``). "ray": a pool of Ray actors (crossicl.ray_executor.RayExecutor; ``pip install
+        crossicl[ray]``), started for this run and stopped after it: ``address`` joins a running cluster (None
+        starts a local Ray instance), ``workers`` actors (None: the cluster's CPUs / ``cpus_per_worker``), each
+        with ``cpus_per_worker`` CPUs and ``gpus_per_worker`` GPUs. Or an executor object (the caller closes
+        it). Whatever the executor, this process plans the batches and writes every record, and the records
+        are those of a local run."""
         if isinstance(shard, str):
             shard = parse_shard(shard)
+        owned = executor == "ray"
+        if owned:
+            given = [s.name for s in self.models if s.name in self.engines]
+            if given:
+                raise ConfigError(f"models: {given} given as open engines cannot run on Ray workers; give their "
+                                  "`path` in the experiment instead")
+            executor = RayExecutor(address=address, workers=workers, cpus_per_worker=cpus_per_worker,
+                                   gpus_per_worker=gpus_per_worker)
+        elif address is not None or workers is not None or (cpus_per_worker, gpus_per_worker) != (1, 0):
+            raise ValueError("address, workers, cpus_per_worker and gpus_per_worker are options of executor='ray' "
+                             "(crossicl run: --address, --workers, --cpus-per-worker, --gpus-per-worker need "
+                             "--executor ray)")
+        elif executor is None or executor == "local":
+            executor = LocalExecutor(self.engines)
+        elif isinstance(executor, str):
+            raise ValueError(f"executor must be 'local', 'ray' or an executor object (got {executor!r})")
         if not self.out.is_dir():
             self.out.mkdir(parents=True, exist_ok=True)
             records.fsync_dir(self.out.parent)
-        # One run per folder (per shard of it): a second one stops here, naming the first one's pid.
-        executor = executor if executor is not None else LocalExecutor(self.engines)
-        with RunLock(self.out, shard):
-            write_config(self.out, self.config)
-            runner.run_experiment(self.grid, executor=executor, shard=shard, progress=progress, limit=limit)
+        try:
+            # One run per folder (per shard of it): a second one stops here, naming the first one's pid.
+            with RunLock(self.out, shard):
+                write_config(self.out, self.config)
+                runner.run_experiment(self.grid, executor=executor, shard=shard, progress=progress, limit=limit)
+        finally:
+            if owned:
+                executor.close()
         return self
 
     def results(self):

@@ -85,10 +85,12 @@ def _sentence_encoder(name: str):
 
 class Selection:
     """Demonstrations of target items from source pools, with the embeddings each selector needs (computed once
-    per model and task; engine embeddings are cached in <out>/embeddings/<model>/)."""
+    per model and task; engine embeddings are cached in <out>/embeddings/<model>/). ``engine``: the model's
+    open engine, or a function of no argument that opens it, called only when engine embeddings are needed."""
 
     def __init__(self, grid: Grid, engine: Any, model: str, builder: Any):
-        self.grid, self.engine, self.model, self.builder = grid, engine, model, builder
+        self.grid, self.model, self.builder = grid, model, builder
+        self._engine = engine
         self.sel = grid.config["selection"]
         self.limit = self.sel["pool_limit"]
         self._emb: dict[tuple, np.ndarray] = {}
@@ -151,7 +153,9 @@ class Selection:
         cache = self.grid.out / "embeddings" / self.model / f"{role}.{task}.{layer}.{EMBEDDING}.{digest}.npy"
         if cache.is_file():
             return np.load(cache)
-        out = np.ascontiguousarray(embed_texts(self.engine, texts, [layer], truncation="right")[:, 0, :],
+        if callable(self._engine):  # opened now, for the first embeddings it computes
+            self._engine = self._engine()
+        out = np.ascontiguousarray(embed_texts(self._engine, texts, [layer], truncation="right")[:, 0, :],
                                    dtype=np.float32)
         cache.parent.mkdir(parents=True, exist_ok=True)
         with atomic_open(cache) as f:  # a temporary of its own: shards may write the same key at once
@@ -196,7 +200,8 @@ class Selection:
 
 
 class Planner:
-    """Builds the prompt, demonstration ids and scores of every (cell, item) of one model."""
+    """Builds the prompt, demonstration ids and scores of every (cell, item) of one model. ``engine``: as for
+    :class:`Selection` (an engine, or a function that opens it when engine embeddings are first needed)."""
 
     def __init__(self, grid: Grid, engine: Any, model: str):
         self.grid = grid

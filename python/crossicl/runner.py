@@ -6,17 +6,19 @@ generation), :func:`score_prediction` (its ``correct_<scorer>`` flags) and :func
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from . import _crossicl
 from .config import PSEUDO, Grid, ModelSpec
-from .executors import LocalExecutor
+from .executors import Batch, LocalExecutor
 from .planning import Planner, Unit, batches, work_units
 from .records import SCORERS, RecordFile, atomic_write_text, record_key, records_path
 
@@ -44,6 +46,15 @@ def _progress(total: int, initial: int, desc: str, enabled: bool):
         return None
     from tqdm.auto import tqdm
     return tqdm(total=total, initial=initial, desc=desc, unit="prompt", dynamic_ncols=True)
+
+
+def _advance(bar: Any, n: int, executor: Any) -> None:
+    """Moves the progress bar by ``n`` prompts, with the executor's words (a Ray run: the workers alive)."""
+    if bar is not None:
+        status = executor.status()
+        if status:
+            bar.set_postfix(status, refresh=False)
+        bar.update(n)
 
 
 def _softmax(xs: Sequence[float]) -> list[float]:
@@ -108,12 +119,34 @@ def _predict_pseudo_pools(grid: Grid, executor: Any, spec: ModelSpec, planner: P
     def done(u: tuple) -> bool:
         return (u[0], u[1], spec.name, u[3].id) in store
 
-    n_done = sum(done(u) for u in units)
-    bar = _progress(len(units), n_done, f"pseudo-labels {spec.name}", progress)
+    bar = _progress(len(units), sum(done(u) for u in units), f"pseudo-labels {spec.name}", progress)
+    dec = grid.config["decode"]
+    work = _pseudo_batches(grid, planner, units, done)
+    try:
+        with contextlib.closing(executor.map(spec, work, dec)) as results:
+            for (chunk, picks, labels), res in results:
+                recs = []
+                for j, u in enumerate(chunk):
+                    out = res.outs[j]
+                    rec = {"target": u[0], "source": u[1], "model": spec.name, "id": u[3].id, "index": u[2],
+                           "demo_ids": picks[u[2]][1], "raw": out.text, "pred": paper_prediction(out.text)}
+                    if res.label_logprobs is not None:
+                        rec["label_logprobs"] = dict(zip(labels, res.label_logprobs[j]))
+                    if not done(u):
+                        recs.append(rec)
+                store.append(recs)
+                _advance(bar, len(recs), executor)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _pseudo_batches(grid: Grid, planner: Planner, units: list[tuple], done: Any) -> Iterator[tuple[tuple, Batch]]:
+    """((units, demo picks, labels), Batch) of every pseudo-labelling batch with a missing prediction."""
+    ps, dec = grid.config["pseudo"], grid.config["decode"]
     by_pair: dict[tuple, list] = {}
     for u in units:
         by_pair.setdefault((u[0], u[1]), []).append(u)
-    dec = grid.config["decode"]
     for (t, s), pair_units in by_pair.items():
         if all(done(u) for u in pair_units):
             continue
@@ -131,22 +164,8 @@ def _predict_pseudo_pools(grid: Grid, executor: Any, spec: ModelSpec, planner: P
                 continue
             prompts = [planner.builder.cross_task(t, u[3], s, picks[u[2]][0]).text for u in chunk]
             names = [f"pseudo {t}/{s}/{u[3].id}" for u in chunk]
-            outs, _ = executor.generate(spec, prompts, names, dec)
-            lps = (executor.label_scores(spec, prompts, [labels] * len(chunk), names, dec)
-                   if float(ps["threshold"]) > 0 else None)
-            recs = []
-            for j, (u, out) in enumerate(zip(chunk, outs)):
-                rec = {"target": t, "source": s, "model": spec.name, "id": u[3].id, "index": u[2],
-                       "demo_ids": picks[u[2]][1], "raw": out.text, "pred": paper_prediction(out.text)}
-                if lps is not None:
-                    rec["label_logprobs"] = dict(zip(labels, lps[j]))
-                if not done(u):
-                    recs.append(rec)
-            store.append(recs)
-            if bar is not None:
-                bar.update(len(recs))
-    if bar is not None:
-        bar.close()
+            scored = [labels] * len(chunk) if float(ps["threshold"]) > 0 else None
+            yield (chunk, picks, labels), Batch(prompts, names, scored)
 
 
 # ----------------------------------------------------------------------------------------------- the grid
@@ -170,11 +189,31 @@ def _record(u: Unit, plan: tuple, out: Any, n_tokens: int, label_logprobs: list[
     return rec
 
 
+def _grid_batches(grid: Grid, planner: Planner, pseudo: dict[str, list[dict]], units: list[Unit],
+                  store: RecordFile) -> Iterator[tuple[tuple, Batch]]:
+    """((units, plans, labels), Batch) of every batch of the grid with a missing record, in the grid's order."""
+    dec = grid.config["decode"]
+    plans: dict[Any, list] = {}
+    for cell, chunk in batches(units, dec["batch"]):
+        if all(u.key in store for u in chunk):
+            continue
+        if cell not in plans:
+            plans[cell] = planner.plan(cell, grid.data.items(cell.target), pseudo.get(cell.target))
+        plan = [plans[cell][u.index] for u in chunk]
+        names = [f"{cell.target}/{cell.method}/{cell.source}/k={cell.k}/seed={cell.seed} item {u.item.id}"
+                 for u in chunk]
+        labels = list(grid.data.tasks[cell.target].label_space)
+        scored = [labels] * len(chunk) if dec["label_scores"] else None
+        yield (chunk, plan, labels), Batch([p[0].text for p in plan], names, scored)
+
+
 def run_experiment(grid: Grid, *, executor: Any = None, shard: tuple[int, int] | None = None,
                    progress: bool = True, limit: int | None = None) -> int:
     """Runs the grid's missing records; returns how many were written. ``executor`` runs the engine work
-    (default: a LocalExecutor opening each model in this process); this function stays the single writer of
-    records. The caller holds the run folder's (shard's) crossicl.records.RunLock, as Experiment.run does."""
+    (default: a LocalExecutor opening each model in this process; crossicl.ray_executor.RayExecutor spreads it
+    over Ray actors); this function plans every batch and stays the single writer of records, whichever
+    executor computes them and in whatever order they finish. The caller holds the run folder's (shard's)
+    crossicl.records.RunLock, as Experiment.run does."""
     executor = executor if executor is not None else LocalExecutor()
     suffix = "" if shard is None else f".shard-{shard[0]}-of-{shard[1]}"
     store = RecordFile(records_path(grid.out, shard), record_key)
@@ -184,33 +223,24 @@ def run_experiment(grid: Grid, *, executor: Any = None, shard: tuple[int, int] |
         units = work_units(grid, spec.name, shard)
         if not units or all(u.key in store for u in units):
             continue
-        planner = Planner(grid, executor.engine(spec), spec.name)
+        # The engine in this process only for engine embeddings: a Ray driver need not load the model.
+        planner = Planner(grid, functools.partial(executor.engine, spec), spec.name)
         pseudo = pseudo_labels(grid, executor, spec, planner, suffix, progress)
         bar = _progress(len(units), sum(u.key in store for u in units), f"{grid.config['name']} {spec.name}",
                         progress)
-        plans: dict[Any, list] = {}
+        work = _grid_batches(grid, planner, pseudo, units, store)
         try:
-            for cell, chunk in batches(units, dec["batch"]):
-                if all(u.key in store for u in chunk):
-                    continue
-                if cell not in plans:
-                    plans[cell] = planner.plan(cell, grid.data.items(cell.target), pseudo.get(cell.target))
-                plan = [plans[cell][u.index] for u in chunk]
-                prompts = [p[0].text for p in plan]
-                names = [f"{cell.target}/{cell.method}/{cell.source}/k={cell.k}/seed={cell.seed} item {u.item.id}"
-                         for u in chunk]
-                outs, n_tok = executor.generate(spec, prompts, names, dec)
-                labels = list(grid.data.tasks[cell.target].label_space)
-                lps = (executor.label_scores(spec, prompts, [labels] * len(chunk), names, dec)
-                       if dec["label_scores"] else None)
-                recs = [_record(u, p, out, n_tok[j], None if lps is None else lps[j], labels, dec["keep_prompt"])
-                        for j, (u, p, out) in enumerate(zip(chunk, plan, outs)) if u.key not in store]
-                store.append(recs)
-                written += len(recs)
-                if bar is not None:
-                    bar.update(len(recs))
-                if limit is not None and written >= limit:
-                    return written
+            with contextlib.closing(executor.map(spec, work, dec)) as results:
+                for (chunk, plan, labels), res in results:
+                    lps = res.label_logprobs
+                    recs = [_record(u, p, res.outs[j], res.n_tokens[j], None if lps is None else lps[j], labels,
+                                    dec["keep_prompt"])
+                            for j, (u, p) in enumerate(zip(chunk, plan)) if u.key not in store]
+                    store.append(recs)
+                    written += len(recs)
+                    _advance(bar, len(recs), executor)
+                    if limit is not None and written >= limit:
+                        return written
         finally:
             if bar is not None:
                 bar.close()
