@@ -50,6 +50,10 @@ set(_tp_args
   -DCMAKE_C_COMPILER=${CMAKE_C_COMPILER}
   -DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER}
   -DCMAKE_POLICY_VERSION_MINIMUM=3.5)
+if(CMAKE_CXX_COMPILER_LAUNCHER)  # e.g. ccache: the bundled libraries are compiled through it too
+  list(APPEND _tp_args -DCMAKE_C_COMPILER_LAUNCHER=${CMAKE_CXX_COMPILER_LAUNCHER}
+    -DCMAKE_CXX_COMPILER_LAUNCHER=${CMAKE_CXX_COMPILER_LAUNCHER})
+endif()
 
 # ---------------------------------------------------------------- zlib (zlib-ng, zlib-compatible API)
 crossicl_sdist(_zlib_tar CROSSICL_ZLIB_SDIST zlib-ng 1.1.0 zlib_ng-1.1.0.tar.gz

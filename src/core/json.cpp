@@ -106,14 +106,28 @@ void check_json_depth(std::string_view text, const std::string& where) {
   }
 }
 
-nlohmann::json parse_json(std::string_view text, const std::string& where) {
+namespace {
+
+// nlohmann reports a number too large for a double (1e400) as out_of_range, not parse_error, so callers that word
+// syntax errors themselves would let it escape without the file name: it becomes a LoadError naming `where`.
+template <class Json>
+Json parse_checked(std::string_view text, const std::string& where) {
   check_json_depth(text, where);
-  return nlohmann::json::parse(text.begin(), text.end());
+  try {
+    return Json::parse(text.begin(), text.end());
+  } catch (const nlohmann::json::out_of_range& e) {
+    throw LoadError(fmt::format("{}: malformed JSON: {}", where, e.what()));
+  }
+}
+
+}  // namespace
+
+nlohmann::json parse_json(std::string_view text, const std::string& where) {
+  return parse_checked<nlohmann::json>(text, where);
 }
 
 nlohmann::ordered_json parse_ordered_json(std::string_view text, const std::string& where) {
-  check_json_depth(text, where);
-  return nlohmann::ordered_json::parse(text.begin(), text.end());
+  return parse_checked<nlohmann::ordered_json>(text, where);
 }
 
 std::string short_dump(const nlohmann::json& j, std::size_t max_chars) { return short_dump_impl(j, max_chars); }

@@ -103,6 +103,10 @@ TEST_CASE("parse_json refuses deep text before building it", "[limits]") {
   CHECK_THROWS_AS(detail::parse_ordered_json(nested(200000), "deep.json"), LoadError);
   CHECK(detail::parse_json(nested(256), "ok.json").is_array());
   CHECK_THROWS_AS(detail::parse_json("[1,", "bad.json"), nlohmann::json::parse_error);  // left to the caller
+  // A number beyond double's range is nlohmann's out_of_range, not parse_error: it must not escape without the file
+  // (found by fuzz_jsonl).
+  CHECK_THROWS_WITH(detail::parse_json("[21e308]", "big.json"), Contains("big.json: malformed JSON"));
+  CHECK_THROWS_AS(detail::parse_ordered_json("{\"a\": -1e400}", "big.json"), LoadError);
   const auto doc = detail::parse_ordered_json(R"({"z": 1, "a": 2})", "o.json");
   CHECK(doc.begin().key() == "z");
 }
@@ -147,6 +151,9 @@ TEST_CASE("deeply nested JSON Lines and task cards fail to load, naming the file
   CHECK_THROWS_WITH(load_tasks(tasks), Contains(tasks) && Contains("Limits.max_json_depth"));
   const std::string assembly = write_temp("deep_assembly.json", R"({"tasks": {}, "assembly": )" + deep_value + "}");
   CHECK_THROWS_AS(load_tasks(assembly), LoadError);
+  const std::string big = write_temp("big.jsonl", "{\"id\": \"a\", \"fields\": {}, \"x\": 92268591e3085}\n");
+  CHECK_THROWS_WITH(load_examples(big), Contains(big + ":1: malformed JSON"));
+  std::filesystem::remove(big);
   // Within the limit the values are kept.
   const std::string ok = write_temp("ok.jsonl", "{\"id\": \"a\", \"fields\": {}, \"x\": " + nested(255) + "}\n");
   CHECK(load_examples(ok).at(0).extra.at("x").is_array());
