@@ -33,6 +33,8 @@ class MappedFile {
 #include <c10/core/ScalarType.h>
 #include <c10/util/ArrayRef.h>
 
+#include "detail/checked_size.h"  // checked_mul, checked_dim_product: the size checks of every loader
+
 namespace crossicl::detail {
 
 /// Tensor of `shape` stored as `stored` at byte `offset` of the mapping, in dtype `target`: a view of the mapped
@@ -45,8 +47,5 @@ at::Tensor mapped_tensor(const std::shared_ptr<MappedFile>& file, std::size_t of
 /// its data have been copied elsewhere: the file stays mapped, so a later read faults the same bytes back in.
 /// No-op for any other tensor.
 void release_mapped_pages(const at::Tensor& t);
-
-/// a * b, throwing LoadError mentioning `what` on overflow of std::uint64_t.
-std::uint64_t checked_mul(std::uint64_t a, std::uint64_t b, const std::string& what);
 
 }  // namespace crossicl::detail

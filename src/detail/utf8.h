@@ -1,5 +1,5 @@
-// UTF-8 in one place: decoding one code point (strict, with an explicit validity result, or fast for text already
-// known to be valid), encoding, validation, the check that throws, and lossy repair. Used by the core loaders
+// UTF-8 in one place: decoding one code point (strict, with an explicit validity result, or fast with U+FFFD for
+// text expected to be valid), encoding, validation, the check that throws, and lossy repair. Used by the core loaders
 // (dataset lines), the scorer's str.lower() and the tokenizers; implemented in src/core/utf8.cpp.
 //
 // "Valid" is Unicode's well-formed UTF-8 (Table 3-7): no overlong forms, no surrogates (U+D800..U+DFFF), nothing
@@ -63,27 +63,25 @@ inline std::size_t utf8_len(unsigned char b) {
   return b < 0xC0 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
 }
 
-/// Fast decoding of the code point starting at `s[i]` of text the caller has already validated; stores its byte
-/// length in `len`. Contract: `s` must be valid UTF-8 from `i` on. It does no checks: on invalid bytes it takes
-/// the payload bits of the lead byte and of as many following bytes as the lead announces (0x80..0xDF: 2 bytes,
-/// 0xE0..0xEF: 3, 0xF0..0xFF: 4) and reads past the end of `s` if the sequence is truncated there.
+/// U+FFFD REPLACEMENT CHARACTER, what utf8_decode_valid gives for a byte that does not start a valid sequence.
+inline constexpr char32_t kUtf8Replacement = 0xFFFD;
+
+/// Decoding of the code point starting at `s[i]` (requires i < s.size()) of text expected to be valid UTF-8, with
+/// a fast path for ASCII; stores its byte length in `len`. Never reads past `s`: a byte that does not start a
+/// well-formed sequence (a continuation byte, a truncated or overlong sequence, a surrogate) gives U+FFFD with
+/// len 1, so a caller stepping by `len` visits every byte and stays inside the text.
+///
+///   utf8_decode_valid("\xC3\xA9", 0, len)  -> U+00E9, len 2
+///   utf8_decode_valid("\xE2\x82", 0, len)  -> U+FFFD, len 1   (truncated)
 inline char32_t utf8_decode_valid(std::string_view s, std::size_t i, std::size_t& len) {
   const auto b0 = static_cast<unsigned char>(s[i]);
   if (b0 < 0x80) {
     len = 1;
     return b0;
   }
-  auto cont = [&](std::size_t k) { return static_cast<char32_t>(static_cast<unsigned char>(s[i + k]) & 0x3F); };
-  if (b0 < 0xE0) {
-    len = 2;
-    return (static_cast<char32_t>(b0 & 0x1F) << 6) | cont(1);
-  }
-  if (b0 < 0xF0) {
-    len = 3;
-    return (static_cast<char32_t>(b0 & 0x0F) << 12) | (cont(1) << 6) | cont(2);
-  }
-  len = 4;
-  return (static_cast<char32_t>(b0 & 0x07) << 18) | (cont(1) << 12) | (cont(2) << 6) | cont(3);
+  const Utf8Char c = utf8_decode(s, i);
+  len = c.valid ? c.len : 1;
+  return c.valid ? c.cp : kUtf8Replacement;
 }
 
 /// Appends the UTF-8 encoding of `cp` (<= U+10FFFF; surrogates are encoded as their 3 bytes) to `out`.

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "crossicl/core/error.h"
+#include "detail/utf8.h"
 
 namespace crossicl {
 
@@ -179,7 +180,11 @@ GGUFReader::GGUFReader(const std::uint8_t* data, std::size_t size, std::string p
       c.fail(fmt::format("tensor '{}' of type {} has rows of {} elements, not a multiple of {}", t.name,
                          ggml_type_name(type), t.shape[0], block));
     t.numel = static_cast<std::int64_t>(numel);
-    t.nbytes = numel / static_cast<std::uint64_t>(block) * static_cast<std::uint64_t>(ggml_type_size(t.type));
+    // numel < 2^63, but its bytes can still overflow u64 (an F32 [2^56, 64] would wrap to 0 and pass the checks).
+    if (__builtin_mul_overflow(numel / static_cast<std::uint64_t>(block),
+                               static_cast<std::uint64_t>(ggml_type_size(t.type)), &t.nbytes))
+      c.fail(fmt::format("tensor '{}' of {} elements of type {}: byte size overflows", t.name, numel,
+                         ggml_type_name(type)));
     const auto rel = c.read<std::uint64_t>("tensor offset");
     if (rel % alignment_ != 0)
       c.fail(fmt::format("tensor '{}' offset {} is not a multiple of the alignment {}", t.name, rel, alignment_));
@@ -261,12 +266,17 @@ VocabArrays vocab_from_gguf(const GGUFReader& g) {
   v.model = g.get_string("tokenizer.ggml.model");
   if (v.model != "llama" && v.model != "gpt2")
     throw LoadError(fmt::format("{}: tokenizer.ggml.model '{}' is not supported (supported: llama, gpt2)", g.path(),
-                                v.model));
+                                detail::utf8_lossy(v.model)));
+  // Pieces are matched in text and decoded as UTF-8, so each must be valid UTF-8 (GGUF strings are raw bytes).
   auto strings = [&](const char* key) {
     std::vector<std::string> out;
     for (const auto& x : g.get_array(key)) {
       if (!x.is_string()) throw LoadError(fmt::format("{}: {} must hold strings", g.path(), key));
       out.push_back(x.get<std::string>());
+      const std::size_t at = detail::find_invalid_utf8(out.back());
+      if (at != std::string_view::npos)
+        throw LoadError(fmt::format("{}: {}[{}] is not valid UTF-8 (byte 0x{:02x} at offset {})", g.path(), key,
+                                    out.size() - 1, static_cast<unsigned char>(out.back()[at]), at));
     }
     return out;
   };

@@ -2,6 +2,7 @@
 // dequantised on load to the engine's dtype (F32/F16/BF16 tensors whose dtype matches are views of the mapping).
 // llama.cpp's converter stores wq/wk with each head's rows interleaved (Meta's layout, as llama2.c); they are
 // reordered for the forward pass's rotate_half exactly as llama2.c checkpoints are.
+#include <filesystem>
 #include <fstream>
 
 #include <ATen/ATen.h>
@@ -49,6 +50,9 @@ at::Tensor gguf_tensor(const GGUFReader& g, const std::shared_ptr<detail::Mapped
 }  // namespace
 
 bool is_gguf_file(const std::string& path) {
+  // Only a regular file is opened: opening a FIFO would block until a writer appears.
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return false;
   std::ifstream f(path, std::ios::binary);
   char magic[4] = {};
   return f.read(magic, 4) && std::string(magic, 4) == "GGUF";
@@ -94,12 +98,22 @@ Weights load_gguf(const std::string& path, c10::ScalarType dtype) {
   const GGUFTensorInfo& emb = g.tensor("token_embd.weight");
   c.vocab_size = emb.shape.size() == 2 ? emb.shape[1] : 0;
   c.tie_word_embeddings = !g.has_tensor("output.weight");
-  c.bos_id = g.has("tokenizer.ggml.bos_token_id") ? static_cast<std::int32_t>(g.get_int("tokenizer.ggml.bos_token_id")) : -1;
-  if (g.has("tokenizer.ggml.eos_token_id")) c.eos_ids = {static_cast<std::int32_t>(g.get_int("tokenizer.ggml.eos_token_id"))};
+  // Token ids must name a row of the embedding (checked before narrowing to int32).
+  auto token_id = [&](const char* key) -> std::int32_t {
+    const std::int64_t id = g.get_int(key);
+    if (id < 0 || id >= c.vocab_size)
+      throw LoadError(fmt::format("{}: metadata '{}' = {} is outside the vocabulary (size {})", path, key, id,
+                                  c.vocab_size));
+    return static_cast<std::int32_t>(id);
+  };
   c.validate(path);
+  c.bos_id = g.has("tokenizer.ggml.bos_token_id") ? token_id("tokenizer.ggml.bos_token_id") : -1;
+  if (g.has("tokenizer.ggml.eos_token_id")) c.eos_ids = {token_id("tokenizer.ggml.eos_token_id")};
   w.dtype = dtype;
 
-  const std::int64_t dim = c.dim, hd = c.head_dim, q_dim = c.n_heads * hd, kv_dim = c.n_kv_heads * hd;
+  const std::int64_t dim = c.dim, hd = c.head_dim;
+  const std::int64_t q_dim = detail::checked_dim_product(c.n_heads, hd, path, "n_heads * head_dim");
+  const std::int64_t kv_dim = detail::checked_dim_product(c.n_kv_heads, hd, path, "n_kv_heads * head_dim");
   w.tok_embeddings = gguf_tensor(g, file, "token_embd.weight", {c.vocab_size, dim}, dtype);
   w.norm = gguf_tensor(g, file, "output_norm.weight", {dim}, dtype);
   w.output = c.tie_word_embeddings ? w.tok_embeddings : gguf_tensor(g, file, "output.weight", {c.vocab_size, dim}, dtype);

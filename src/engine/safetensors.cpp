@@ -1,11 +1,7 @@
-// HF model directories: config.json + model.safetensors (or model.safetensors.index.json + shards).
-// safetensors layout: u64 little-endian header length N, N bytes of JSON {name: {dtype, shape, data_offsets}},
-// then the data; offsets are relative to the start of the data.
-#include <algorithm>
+// HF model directories: config.json + model.safetensors (or model.safetensors.index.json + shards). The header
+// of each safetensors file is parsed and checked by detail/safetensors_header.h.
 #include <filesystem>
-#include <fstream>
 #include <map>
-#include <cstring>
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
@@ -15,6 +11,9 @@
 #include "crossicl/core/error.h"
 #include "crossicl/engine/weights.h"
 #include "detail/engine_mmap.h"
+#include "detail/io.h"
+#include "detail/json.h"
+#include "detail/safetensors_header.h"
 
 namespace crossicl {
 namespace {
@@ -22,95 +21,16 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-struct StEntry {
-  std::string dtype_name;
-  std::vector<std::int64_t> shape;
-  std::uint64_t begin = 0, end = 0;  // byte range relative to the data section
-};
-
+// A mapped shard and its checked header.
 struct StFile {
   std::shared_ptr<detail::MappedFile> file;
-  std::uint64_t data_start = 0;
-  std::map<std::string, StEntry> entries;
+  detail::SafetensorsHeader header;
 };
-
-std::uint64_t dtype_size(const std::string& d) {
-  if (d == "F64" || d == "I64" || d == "U64") return 8;
-  if (d == "F32" || d == "I32" || d == "U32") return 4;
-  if (d == "F16" || d == "BF16" || d == "I16" || d == "U16") return 2;
-  if (d == "I8" || d == "U8" || d == "BOOL" || d == "F8_E4M3" || d == "F8_E5M2") return 1;
-  return 0;
-}
 
 StFile parse_safetensors(const std::string& path) {
   StFile st;
   st.file = detail::MappedFile::open(path);
-  const std::uint64_t size = st.file->size();
-  if (size < 8)
-    throw LoadError(fmt::format("{}: too small for a safetensors header (expected at least 8 bytes, got {})", path,
-                                size));
-  std::uint64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = (n << 8) | st.file->data()[i];
-  if (n > size - 8)
-    throw LoadError(fmt::format("{}: safetensors header length {} exceeds the file ({} bytes after the length)", path,
-                                n, size - 8));
-  st.data_start = 8 + n;
-  const std::uint64_t data_size = size - st.data_start;
-  json header;
-  try {
-    header = json::parse(st.file->data() + 8, st.file->data() + 8 + n);
-  } catch (const json::exception& e) {
-    throw LoadError(fmt::format("{}: invalid safetensors JSON header: {}", path, e.what()));
-  }
-  if (!header.is_object()) throw LoadError(fmt::format("{}: safetensors header is not a JSON object", path));
-  std::vector<std::pair<std::string, const StEntry*>> by_offset;
-  for (auto it = header.begin(); it != header.end(); ++it) {
-    if (it.key() == "__metadata__") continue;
-    const std::string& name = it.key();
-    const json& t = it.value();
-    if (!t.is_object() || !t.contains("dtype") || !t.contains("shape") || !t.contains("data_offsets") ||
-        !t["dtype"].is_string() || !t["shape"].is_array() || !t["data_offsets"].is_array() ||
-        t["data_offsets"].size() != 2)
-      throw LoadError(fmt::format("{}: tensor '{}': malformed header entry {}", path, name, t.dump()));
-    StEntry e;
-    e.dtype_name = t["dtype"].get<std::string>();
-    const std::uint64_t elem = dtype_size(e.dtype_name);
-    if (elem == 0) throw LoadError(fmt::format("{}: tensor '{}': unknown dtype '{}'", path, name, e.dtype_name));
-    std::uint64_t numel = 1;
-    for (const auto& d : t["shape"]) {
-      if (!d.is_number_unsigned())
-        throw LoadError(fmt::format("{}: tensor '{}': bad shape {}", path, name, t["shape"].dump()));
-      const std::uint64_t dim = d.get<std::uint64_t>();
-      if (dim > static_cast<std::uint64_t>(INT64_MAX))
-        throw LoadError(fmt::format("{}: tensor '{}': bad shape {}", path, name, t["shape"].dump()));
-      e.shape.push_back(static_cast<std::int64_t>(dim));
-      numel = detail::checked_mul(numel, dim, fmt::format("{}: tensor '{}'", path, name));
-    }
-    const json& off = t["data_offsets"];
-    if (!off[0].is_number_unsigned() || !off[1].is_number_unsigned())
-      throw LoadError(fmt::format("{}: tensor '{}': bad data_offsets {}", path, name, off.dump()));
-    e.begin = off[0].get<std::uint64_t>();
-    e.end = off[1].get<std::uint64_t>();
-    if (!(e.begin <= e.end && e.end <= data_size))
-      throw LoadError(fmt::format("{}: tensor '{}': data_offsets [{}, {}] outside the data section ({} bytes)", path,
-                                  name, e.begin, e.end, data_size));
-    const std::uint64_t bytes = detail::checked_mul(numel, elem, fmt::format("{}: tensor '{}'", path, name));
-    if (bytes != e.end - e.begin)
-      throw LoadError(fmt::format("{}: tensor '{}': {} {} needs {} bytes but data_offsets span {}", path, name,
-                                  e.dtype_name, t["shape"].dump(), bytes, e.end - e.begin));
-    st.entries.emplace(name, std::move(e));
-  }
-  for (const auto& [name, e] : st.entries) by_offset.emplace_back(name, &e);
-  std::sort(by_offset.begin(), by_offset.end(), [](const auto& a, const auto& b) {
-    return a.second->begin != b.second->begin ? a.second->begin < b.second->begin : a.second->end < b.second->end;
-  });
-  for (std::size_t i = 1; i < by_offset.size(); ++i) {
-    const auto& [pn, p] = by_offset[i - 1];
-    const auto& [cn, cur] = by_offset[i];
-    if (cur->begin < p->end)
-      throw LoadError(fmt::format("{}: tensors '{}' [{}, {}] and '{}' [{}, {}] overlap", path, pn, p->begin, p->end,
-                                  cn, cur->begin, cur->end));
-  }
+  st.header = detail::parse_safetensors_header(st.file->data(), st.file->size(), path);
   return st;
 }
 
@@ -140,12 +60,11 @@ Weights load_hf_dir(const std::string& dir, c10::ScalarType dtype) {
   const fs::path index_path = root / "model.safetensors.index.json";
   const fs::path single_path = root / "model.safetensors";
   if (fs::exists(index_path)) {
-    std::ifstream in(index_path);
     json idx;
     try {
-      idx = json::parse(in);
+      idx = detail::parse_json(detail::read_file(index_path.string()), index_path.string());
     } catch (const json::exception& e) {
-      throw LoadError(fmt::format("{}: invalid JSON: {}", index_path.string(), e.what()));
+      throw LoadError(fmt::format("{}: invalid JSON: {}", index_path.string(), detail::utf8_lossy(e.what())));
     }
     if (!idx.is_object() || !idx.contains("weight_map") || !idx["weight_map"].is_object())
       throw LoadError(fmt::format("{}: no weight_map object", index_path.string()));
@@ -160,7 +79,7 @@ Weights load_hf_dir(const std::string& dir, c10::ScalarType dtype) {
     }
   } else if (fs::exists(single_path)) {
     files.emplace("model.safetensors", parse_safetensors(single_path.string()));
-    for (const auto& [name, e] : files.begin()->second.entries) owner[name] = "model.safetensors";
+    for (const auto& [name, e] : files.begin()->second.header.entries) owner[name] = "model.safetensors";
   } else {
     throw LoadError(fmt::format("{}: neither model.safetensors nor model.safetensors.index.json found", dir));
   }
@@ -169,17 +88,19 @@ Weights load_hf_dir(const std::string& dir, c10::ScalarType dtype) {
     auto o = owner.find(name);
     if (o == owner.end()) throw LoadError(fmt::format("{}: tensor '{}' not found", dir, name));
     const StFile& f = files.at(o->second);
-    auto e = f.entries.find(name);
-    if (e == f.entries.end())
+    auto e = f.header.entries.find(name);
+    if (e == f.header.entries.end())
       throw LoadError(fmt::format("{}: tensor '{}' is listed for this shard but missing", f.file->path(), name));
     if (e->second.shape != shape)
       throw LoadError(fmt::format("{}: tensor '{}' has shape {}, expected {} from config.json", f.file->path(), name,
                                   shape_str(e->second.shape), shape_str(shape)));
-    const c10::ScalarType stored = float_dtype(e->second.dtype_name, f.file->path(), name);
-    return detail::mapped_tensor(f.file, f.data_start + e->second.begin, shape, stored, dtype);
+    const c10::ScalarType stored = float_dtype(e->second.dtype, f.file->path(), name);
+    return detail::mapped_tensor(f.file, f.header.data_start + e->second.begin, shape, stored, dtype);
   };
 
-  const std::int64_t q_dim = c.n_heads * c.head_dim, kv_dim = c.n_kv_heads * c.head_dim;
+  const std::string cfg = config_path.string();
+  const std::int64_t q_dim = detail::checked_dim_product(c.n_heads, c.head_dim, cfg, "n_heads * head_dim");
+  const std::int64_t kv_dim = detail::checked_dim_product(c.n_kv_heads, c.head_dim, cfg, "n_kv_heads * head_dim");
   w.tok_embeddings = get("model.embed_tokens.weight", {c.vocab_size, c.dim});
   for (std::int64_t l = 0; l < c.n_layers; ++l) {
     const std::string p = fmt::format("model.layers.{}.", l);

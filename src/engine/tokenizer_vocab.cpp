@@ -12,6 +12,7 @@
 #include "crossicl/engine/tokenizer.h"
 #include "detail/tokenizer_impl.h"
 #include "detail/tokenizer_pretok.h"
+#include "detail/utf8.h"
 
 namespace crossicl {
 
@@ -39,11 +40,24 @@ void check_id(const VocabArrays& v, std::int32_t id, const char* what) {
   }
 }
 
+// Pieces become tokenizer.json strings and are matched in (valid UTF-8) text, so each must be valid UTF-8 itself: a
+// piece of continuation bytes would split a character of the text.
+void check_pieces_utf8(const std::vector<std::string>& pieces, const char* what) {
+  for (std::size_t i = 0; i < pieces.size(); ++i) {
+    const std::size_t at = detail::find_invalid_utf8(pieces[i]);
+    if (at != std::string_view::npos)
+      throw InvalidArgument(fmt::format("tokenizer vocabulary: {}[{}] is not valid UTF-8 (byte 0x{:02x} at offset {})",
+                                        what, i, static_cast<unsigned char>(pieces[i][at]), at));
+  }
+}
+
 }  // namespace
 
 std::unique_ptr<Tokenizer> Tokenizer::from_vocab(const VocabArrays& v) {
   const std::size_t n = v.tokens.size();
   if (n == 0) throw LoadError("tokenizer vocabulary has no tokens");
+  check_pieces_utf8(v.tokens, "tokens");
+  check_pieces_utf8(v.merges, "merges");
   if (!v.token_types.empty() && v.token_types.size() != n) {
     throw LoadError(fmt::format("tokenizer vocabulary: {} token types for {} tokens", v.token_types.size(), n));
   }

@@ -18,9 +18,13 @@ namespace crossicl {
 namespace detail {
 
 std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw LoadError(fmt::format("{}: cannot open ({})", path, std::strerror(errno)));
+  // A FIFO (or a device) must be refused before open(): opening a FIFO for reading blocks until a writer comes.
+  // O_NONBLOCK covers a file swapped for a FIFO between stat() and open(); fstat() then checks what was opened.
   struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw LoadError(fmt::format("{}: cannot open ({})", path, std::strerror(errno)));
+  if (!S_ISREG(st.st_mode)) throw LoadError(fmt::format("{}: not a regular file", path));
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) throw LoadError(fmt::format("{}: cannot open ({})", path, std::strerror(errno)));
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
     throw LoadError(fmt::format("{}: not a regular file", path));
@@ -84,12 +88,6 @@ at::Tensor mapped_tensor(const std::shared_ptr<MappedFile>& file, std::size_t of
     std::memcpy(t.data_ptr(), p, t.numel() * elem);
   }
   return t.to(target);
-}
-
-std::uint64_t checked_mul(std::uint64_t a, std::uint64_t b, const std::string& what) {
-  std::uint64_t r = 0;
-  if (__builtin_mul_overflow(a, b, &r)) throw LoadError(fmt::format("{}: size overflows ({} * {})", what, a, b));
-  return r;
 }
 
 }  // namespace detail

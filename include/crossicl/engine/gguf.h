@@ -112,7 +112,8 @@ class GGUFFile {
 };
 
 /// The tokenizer arrays of a GGUF file's `tokenizer.ggml.*` metadata (model, tokens, scores, token types, merges,
-/// special ids, add_bos/add_eos, pre). Throws LoadError naming the file and key when one is missing or mistyped.
+/// special ids, add_bos/add_eos, pre). Throws LoadError naming the file and key when one is missing or mistyped,
+/// and naming the index when a token or merge is not valid UTF-8 (GGUF strings are raw bytes).
 VocabArrays vocab_from_gguf(const GGUFReader& gguf);
 
 /// The tokenizer of a GGUF file (maps the file, reads its metadata). Throws LoadError naming the file.

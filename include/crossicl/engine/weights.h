@@ -13,7 +13,9 @@
 // Implemented by one .cpp per format: src/engine/llama2c.cpp (load_llama2c), safetensors.cpp (load_hf_dir),
 // gguf_weights.cpp (load_gguf, is_gguf_file, and the gguf.h entry points that open a file; the GGUF container
 // parser is gguf.cpp) and weights.cpp (parse_dtype, dtype_name, and the memory mapping of detail/engine_mmap.h
-// that the loaders share).
+// that the loaders share). The header parsers need no torch (llama2c_header.cpp, safetensors_header.cpp), so the
+// libFuzzer targets of tests/fuzz build them alone. A path that is not a regular file (a FIFO, a device) is
+// refused before it is opened.
 #pragma once
 
 #include <memory>
