@@ -216,11 +216,12 @@ std::function<bool()> make_should_stop() {
 std::shared_ptr<Engine> make_engine(const std::filesystem::path& path, std::optional<std::filesystem::path> tokenizer,
                                     const std::string& dtype, const std::string& device, int threads,
                                     std::int64_t n_ctx, std::int64_t max_batch_tokens, std::int64_t cache_bytes,
-                                    std::optional<py::function> progress) {
+                                    std::optional<py::function> progress, const std::string& quantize) {
   EngineOptions o;
   if (tokenizer) o.tokenizer = tokenizer->string();
   o.dtype = parse_dtype(dtype);
   o.device = device;
+  o.quantize = quantize_from_name(quantize);
   o.threads = threads;
   o.n_ctx = n_ctx;
   o.max_batch_tokens = max_batch_tokens;
@@ -330,13 +331,15 @@ call. Calling the engine from its own ``progress`` callback raises ValueError.
       .def(py::init(&make_engine), py::arg("path"), py::arg("tokenizer") = py::none(), py::kw_only(),
            py::arg("dtype") = "float32", py::arg("device") = "cpu", py::arg("threads") = 0, py::arg("n_ctx") = 0,
            py::arg("max_batch_tokens") = 1024, py::arg("cache_bytes") = EngineOptions{}.cache_bytes,
-           py::arg("progress") = py::none(),
+           py::arg("progress") = py::none(), py::arg("quantize") = "none",
            "Loads the model (and tokenizer). dtype 'float32' or 'bfloat16'; device 'cpu' or 'cuda'; threads = torch "
            "intra-op threads (0 = torch default; capped at the CPUs this process may use; process-wide: torch has "
            "one setting for every Engine and for the caller's own torch work); n_ctx = context window (0 = the "
            "model's); max_batch_tokens = most tokens per forward pass; cache_bytes = bytes of KV kept by the "
            "prefix cache (0 = off); progress = callable(tokens) called after each forward pass with the tokens it "
-           "ran (e.g. tqdm.update); raises crossicl.LoadError for bad files, ValueError for bad options.")
+           "ran (e.g. tqdm.update); quantize = 'none' or 'int8' (W8A8 Linear layers: int8 weights per output channel, "
+           "activations per token; float32 on the cpu only); raises crossicl.LoadError for bad files, ValueError "
+           "for bad options.")
       .def_property_readonly("config", [](const Engine& e) { return e.config(); }, "The model's ModelConfig.")
       .def_property_readonly("tokenizer", [](const Engine& e) { return e.tokenizer(); },
                              "The crossicl.Tokenizer, or None when opened without one.")
@@ -346,6 +349,12 @@ call. Calling the engine from its own ``progress`` callback raises ValueError.
                              "use (0 = torch default).")
       .def_property_readonly("dtype", [](const Engine& e) { return std::string(c10::toString(e.model().dtype())); })
       .def_property_readonly("device", [](const Engine& e) { return e.model().device().str(); })
+      .def_property_readonly(
+          "quantize", [](const Engine& e) { return std::string(quantize_name(e.model().quantize())); },
+          "'none' or 'int8' (the quantize= the Engine was opened with).")
+      .def_property_readonly("weight_bytes", [](const Engine& e) { return e.model().weight_bytes(); },
+                             "Bytes of the model's parameters held (int8 weights and their scales with "
+                             "quantize='int8'; shared tensors counted once).")
       .def("encode",
            [](const Engine& e, const py::object& text) {
              const std::string s = utf8_of(text, "prompt", 0);

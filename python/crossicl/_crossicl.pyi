@@ -710,9 +710,9 @@ class Engine:
     Ctrl-C raises KeyboardInterrupt in a call made from the main thread, also while it waits for another thread's
     call. Calling the engine from its own ``progress`` callback raises ValueError.
     """
-    def __init__(self, path: os.PathLike | str | bytes, tokenizer: os.PathLike | str | bytes | None = None, *, dtype: str = 'float32', device: str = 'cpu', threads: typing.SupportsInt | typing.SupportsIndex = 0, n_ctx: typing.SupportsInt | typing.SupportsIndex = 0, max_batch_tokens: typing.SupportsInt | typing.SupportsIndex = 1024, cache_bytes: typing.SupportsInt | typing.SupportsIndex = 268435456, progress: collections.abc.Callable | None = None) -> None:
+    def __init__(self, path: os.PathLike | str | bytes, tokenizer: os.PathLike | str | bytes | None = None, *, dtype: str = 'float32', device: str = 'cpu', threads: typing.SupportsInt | typing.SupportsIndex = 0, n_ctx: typing.SupportsInt | typing.SupportsIndex = 0, max_batch_tokens: typing.SupportsInt | typing.SupportsIndex = 1024, cache_bytes: typing.SupportsInt | typing.SupportsIndex = 268435456, progress: collections.abc.Callable | None = None, quantize: str = 'none') -> None:
         """
-        Loads the model (and tokenizer). dtype 'float32' or 'bfloat16'; device 'cpu' or 'cuda'; threads = torch intra-op threads (0 = torch default; capped at the CPUs this process may use; process-wide: torch has one setting for every Engine and for the caller's own torch work); n_ctx = context window (0 = the model's); max_batch_tokens = most tokens per forward pass; cache_bytes = bytes of KV kept by the prefix cache (0 = off); progress = callable(tokens) called after each forward pass with the tokens it ran (e.g. tqdm.update); raises crossicl.LoadError for bad files, ValueError for bad options.
+        Loads the model (and tokenizer). dtype 'float32' or 'bfloat16'; device 'cpu' or 'cuda'; threads = torch intra-op threads (0 = torch default; capped at the CPUs this process may use; process-wide: torch has one setting for every Engine and for the caller's own torch work); n_ctx = context window (0 = the model's); max_batch_tokens = most tokens per forward pass; cache_bytes = bytes of KV kept by the prefix cache (0 = off); progress = callable(tokens) called after each forward pass with the tokens it ran (e.g. tqdm.update); quantize = 'none' or 'int8' (W8A8 Linear layers: int8 weights per output channel, activations per token; float32 on the cpu only); raises crossicl.LoadError for bad files, ValueError for bad options.
         """
     def cache_stats(self) -> dict:
         """
@@ -767,6 +767,11 @@ class Engine:
         Context window in tokens.
         """
     @property
+    def quantize(self) -> str:
+        """
+        'none' or 'int8' (the quantize= the Engine was opened with).
+        """
+    @property
     def threads(self) -> int:
         """
         The intra-op threads this Engine set: threads= capped at the CPUs this process may use (0 = torch default).
@@ -775,6 +780,11 @@ class Engine:
     def tokenizer(self) -> Tokenizer:
         """
         The crossicl.Tokenizer, or None when opened without one.
+        """
+    @property
+    def weight_bytes(self) -> int:
+        """
+        Bytes of the model's parameters held (int8 weights and their scales with quantize='int8'; shared tensors counted once).
         """
 class GGUFTensorInfo:
     @property

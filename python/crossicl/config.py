@@ -55,6 +55,10 @@ DEFAULTS: dict[str, Any] = {
 
 
 # ------------------------------------------------------------------------------------------------ model, cell
+QUANTIZE = ("none", "int8")
+"""The values of models[].quantize (crossicl.Engine's quantize=)."""
+
+
 @dataclasses.dataclass
 class ModelSpec:
     """One model of the grid."""
@@ -66,6 +70,8 @@ class ModelSpec:
     threads: int = 0               # torch intra-op threads (0 = torch default)
     n_ctx: int = 0                 # context window (0 = the model's)
     max_batch_tokens: int = 1024   # most tokens per forward pass
+    quantize: str = "none"         # "none" or "int8" (W8A8 Linear layers; float32 on the cpu); recorded in
+                                   # each record as `quantize` when not "none"
 
     def resolved_path(self) -> str:
         if self.path == "smollm2":
@@ -404,6 +410,9 @@ def _check_models(entries: list, base: pathlib.Path, engines: Collection[str]) -
         if "path" not in m and m.get("name") not in engines:
             raise ConfigError(f"models[{i}].path: missing")
         spec = ModelSpec(**{"name": m.get("name") or pathlib.Path(m["path"]).stem, "path": "", **m})
+        if spec.quantize not in QUANTIZE:
+            raise ConfigError(f"models[{i}].quantize: must be {' or '.join(map(repr, QUANTIZE))} "
+                              f"(got {spec.quantize!r})")
         if spec.name in names:
             raise ConfigError(f"models[{i}].name: '{spec.name}' listed twice (duplicate cells)")
         names.add(spec.name)

@@ -24,7 +24,8 @@ from .config import ConfigError, ModelSpec
 def open_engine(spec: ModelSpec):
     """A crossicl.Engine for a ModelSpec."""
     return _crossicl.Engine(spec.resolved_path(), spec.tokenizer, dtype=spec.dtype, device=spec.device,
-                            threads=spec.threads, n_ctx=spec.n_ctx, max_batch_tokens=spec.max_batch_tokens)
+                            threads=spec.threads, n_ctx=spec.n_ctx, max_batch_tokens=spec.max_batch_tokens,
+                            quantize=spec.quantize)
 
 
 def _named(e: ValueError, names: list[str]) -> ValueError:

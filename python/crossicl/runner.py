@@ -236,6 +236,9 @@ def run_experiment(grid: Grid, *, executor: Any = None, shard: tuple[int, int] |
                     recs = [_record(u, p, res.outs[j], res.n_tokens[j], None if lps is None else lps[j], labels,
                                     dec["keep_prompt"])
                             for j, (u, p) in enumerate(zip(chunk, plan)) if u.key not in store]
+                    if spec.quantize != "none":  # float models' records keep their bytes (and stay resumable)
+                        for r in recs:
+                            r["quantize"] = spec.quantize
                     store.append(recs)
                     written += len(recs)
                     _advance(bar, len(recs), executor)

@@ -176,7 +176,7 @@ Engine::Engine(const std::string& path, EngineOptions options) : options_(std::m
   if (options_.cache_bytes < 0)
     throw InvalidArgument(fmt::format("cache_bytes must be >= 0 (cache_bytes={})", options_.cache_bytes));
   if (options_.threads > 0) at::set_num_threads(options_.threads);
-  model_ = Model::load(path, {options_.dtype, options_.device});
+  model_ = Model::load(path, {options_.dtype, options_.device, options_.quantize});
   namespace fs = std::filesystem;
   std::string tok = options_.tokenizer;
   if (tok.empty() && fs::is_directory(path)) {

@@ -1,6 +1,8 @@
 #include "crossicl/engine/model.h"
 
+#include <array>
 #include <filesystem>
+#include <set>
 
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
@@ -9,9 +11,13 @@
 #include "crossicl/core/error.h"
 #include "detail/engine_mmap.h"
 #include "detail/engine_ops.h"
+#include "detail/engine_quant.h"
+#include "detail/enum_names.h"
 
 namespace crossicl {
 namespace {
+
+constexpr std::array<std::string_view, 2> kQuantizeNames = {"none", "int8"};
 
 c10::Device parse_device(const std::string& name) {
   c10::Device device(c10::kCPU);
@@ -49,7 +55,26 @@ void fuse_projections(LayerWeights& l) {
   l.w3 = l.w13.narrow(0, h, h);
 }
 
+// Replaces the float Linear weights of every block by int8 ones (Quantize::Int8) and releases the float ones
+// (their memory-mapped pages too), so the int8 weights are held alone.
+std::vector<QuantLayer> quantize_layers(std::vector<LayerWeights>& layers) {
+  std::vector<QuantLayer> out;
+  for (LayerWeights& l : layers) {
+    out.push_back({detail::quantize_linear(l.wqkv), detail::quantize_linear(l.wo), detail::quantize_linear(l.w13),
+                   detail::quantize_linear(l.w2)});
+    for (const at::Tensor* t : {&l.wo, &l.w2}) detail::release_mapped_pages(*t);
+    for (at::Tensor* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2, &l.w3, &l.wqkv, &l.w13}) *t = at::Tensor();
+  }
+  return out;
+}
+
 }  // namespace
+
+Quantize quantize_from_name(std::string_view name) {
+  return detail::parse_enum<Quantize>(kQuantizeNames, name, "quantize", detail::NameError::MustBe);
+}
+
+std::string_view quantize_name(Quantize quantize) { return detail::enum_name(kQuantizeNames, quantize); }
 
 std::shared_ptr<const Model> Model::load(const std::string& path, const ModelOptions& options) {
   const c10::ScalarType dtype = options.dtype;
@@ -57,17 +82,34 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const ModelOpt
   const c10::Device device = parse_device(options.device);
   if (dtype == at::kHalf && device.is_cpu())
     throw InvalidArgument("dtype 'float16' is only supported on cuda; use float32 or bfloat16 on the cpu");
+  if (options.quantize != Quantize::None && (dtype != at::kFloat || !device.is_cpu()))
+    throw InvalidArgument(fmt::format("quantize '{}' needs dtype 'float32' on the cpu (got dtype '{}' on '{}')",
+                                      quantize_name(options.quantize), dtype_name(dtype), options.device));
   namespace fs = std::filesystem;
   if (!fs::exists(path)) throw LoadError(fmt::format("{}: no such file or directory", path));
   Weights w = fs::is_directory(path) ? load_hf_dir(path, dtype)
               : is_gguf_file(path)    ? load_gguf(path, dtype)
                                       : load_llama2c(path, dtype);
-  return std::make_shared<const Model>(std::move(w), device);
+  return std::make_shared<const Model>(std::move(w), device, options.quantize);
 }
 
-Model::Model(Weights weights, c10::Device device) : weights_(std::move(weights)), device_(device) {
+Model::Model(Weights weights, c10::Device device, Quantize quantize)
+    : weights_(std::move(weights)), device_(device), quantize_(quantize) {
   weights_.config.validate("Model");
   for (LayerWeights& l : weights_.layers) fuse_projections(l);
+  if (quantize_ == Quantize::Int8) {
+    if (weights_.dtype != at::kFloat || !device_.is_cpu())
+      throw InvalidArgument("quantize 'int8' needs float32 weights on the cpu");
+    quant_layers_ = quantize_layers(weights_.layers);
+    // The LM head per vocabulary row, which is also the per-row quantisation of the embedding table: a tied
+    // model keeps one int8 table for both.
+    const bool tied = weights_.output.is_same(weights_.tok_embeddings);
+    quant_output_ = detail::quantize_rows(weights_.output);
+    quant_embeddings_ = tied ? quant_output_ : detail::quantize_rows(weights_.tok_embeddings);
+    for (const at::Tensor* t : {&weights_.output, &weights_.tok_embeddings}) detail::release_mapped_pages(*t);
+    weights_.output = at::Tensor();
+    weights_.tok_embeddings = at::Tensor();
+  }
   if (!device_.is_cpu()) {
     const bool tied = weights_.output.is_same(weights_.tok_embeddings);
     auto move = [&](at::Tensor& t) { t = t.to(device_); };
@@ -83,6 +125,29 @@ Model::Model(Weights weights, c10::Device device) : weights_(std::move(weights))
       move(weights_.output);
   }
   inv_freq_ = detail::rope_inv_freq(weights_.config).to(device_);
+}
+
+std::int64_t Model::weight_bytes() const {
+  std::set<const void*> seen;  // storages counted (views of fused tensors and tied tables share one)
+  std::int64_t bytes = 0;
+  auto add = [&](const at::Tensor& t) {
+    if (t.defined() && seen.insert(t.storage().data()).second) bytes += static_cast<std::int64_t>(t.storage().nbytes());
+  };
+  add(weights_.tok_embeddings);
+  add(weights_.norm);
+  add(weights_.output);
+  for (const LayerWeights& l : weights_.layers)
+    for (const at::Tensor* t : {&l.attention_norm, &l.ffn_norm, &l.wqkv, &l.wo, &l.w13, &l.w2}) add(*t);
+  for (const QuantWeight* w : {&quant_output_, &quant_embeddings_}) {
+    add(w->q);
+    add(w->scale);
+  }
+  for (const QuantLayer& l : quant_layers_)
+    for (const QuantWeight* w : {&l.wqkv, &l.wo, &l.w13, &l.w2}) {
+      add(w->q);
+      add(w->scale);
+    }
+  return bytes;
 }
 
 }  // namespace crossicl

@@ -13,6 +13,7 @@
 #include "crossicl/core/error.h"
 #include "detail/engine_kernels.h"
 #include "detail/engine_ops.h"
+#include "detail/engine_quant.h"
 
 namespace crossicl::detail {
 namespace {
@@ -31,8 +32,8 @@ struct Kernels {
   bool loop_elementwise;  // RMSNorm, RoPE and SiLU-gate through the *_cpu loops (passes of up to kLoopRows tokens)
 };
 
-Kernels pick_kernels(const Weights& W, std::int64_t n_tokens) {
-  const bool cpu_loops = detail::cpu_kernels(W.tok_embeddings);
+Kernels pick_kernels(const Model& model, std::int64_t n_tokens) {
+  const bool cpu_loops = detail::cpu_kernels(model.weights().norm);  // the norms keep the model's dtype and device
   return {cpu_loops, cpu_loops && n_tokens <= kLoopRows};
 }
 
@@ -45,6 +46,13 @@ struct Pass {
   at::Tensor cos, sin;           // [n, 1, head_dim] RoPE tables of the packed positions
   double scale;                  // attention scale 1 / sqrt(head_dim)
 };
+
+// x W^T by the weight's representation: the int8 one when the model is quantised (`q` not null), else float.
+at::Tensor project(const at::Tensor& x,  // [n, in]
+                   const at::Tensor& w,  // [out, in] float (undefined when quantised)
+                   const QuantWeight* q) {  // -> [n, out]
+  return q ? detail::linear_int8(x, *q) : detail::linear(x, w);
+}
 
 at::Tensor norm(const Pass& p, const at::Tensor& x, const at::Tensor& w) {  // [n, dim] -> [n, dim]
   return p.kernels.loop_elementwise ? detail::rms_norm_cpu(x, w, p.c.norm_eps)
@@ -124,10 +132,10 @@ void attend(const Pass& p,
 
 // Self-attention of one block over the packed batch: qkv projection, RoPE on queries and keys, the new keys and
 // values into each sequence's cache, attention of each sequence over its cache, output projection.
-at::Tensor attention(const Pass& p, const LayerWeights& L, std::int64_t layer,
+at::Tensor attention(const Pass& p, const LayerWeights& L, const QuantLayer* Q, std::int64_t layer,
                      const at::Tensor& h) {  // [n, dim] normalised -> [n, dim]
   const std::int64_t n = h.size(0), nh = p.c.n_heads, kvh = p.c.n_kv_heads, hd = p.c.head_dim;
-  at::Tensor qkv = detail::linear(h, L.wqkv).view({n, nh + 2 * kvh, hd});  // [n, n_heads + 2 n_kv_heads, hd]
+  at::Tensor qkv = project(h, L.wqkv, Q ? &Q->wqkv : nullptr).view({n, nh + 2 * kvh, hd});  // [n, nh + 2 kvh, hd]
   at::Tensor q, k;
   if (p.kernels.loop_elementwise) {
     detail::rope_qk_cpu(qkv, nh + kvh, p.cos, p.sin);  // in place on the query and key heads
@@ -150,21 +158,21 @@ at::Tensor attention(const Pass& p, const LayerWeights& L, std::int64_t layer,
     at::Tensor rows = attn.narrow(0, span.start, span.len);  // [len, n_heads, head_dim]
     attend(p, q.narrow(0, span.start, span.len), k_cache, v_cache, span.p0, rows);
   }
-  return detail::linear(attn.view({n, nh * hd}), L.wo);  // [n, dim]
+  return project(attn.view({n, nh * hd}), L.wo, Q ? &Q->wo : nullptr);  // [n, dim]
 }
 
 // SwiGLU: w2(silu(w1 h) * w3 h), the gate and up projections as one product.
-at::Tensor feed_forward(const Pass& p, const LayerWeights& L,
+at::Tensor feed_forward(const Pass& p, const LayerWeights& L, const QuantLayer* Q,
                         const at::Tensor& h) {  // [n, dim] normalised -> [n, dim]
-  at::Tensor gu = detail::linear(h, L.w13);  // [n, 2 hidden_dim] (gate, up)
+  at::Tensor gu = project(h, L.w13, Q ? &Q->w13 : nullptr);  // [n, 2 hidden_dim] (gate, up)
   at::Tensor ff;                             // [n, hidden_dim]
   if (p.kernels.loop_elementwise) {
     ff = detail::silu_mul_cpu(gu);
   } else {
-    const std::int64_t H = L.w1.size(0);
+    const std::int64_t H = gu.size(1) / 2;
     ff = at::silu(gu.narrow(1, 0, H)) * gu.narrow(1, H, H);
   }
-  return detail::linear(ff, L.w2);  // [n, dim]
+  return project(ff, L.w2, Q ? &Q->w2 : nullptr);  // [n, dim]
 }
 
 }  // namespace
@@ -233,7 +241,7 @@ DecodeOutput forward(const Model& model, const BatchPlan& plan, const std::vecto
   at::Tensor tokens = at::tensor(plan.tokens, long_opts).to(model.device());        // [n]
   at::Tensor positions = at::tensor(plan.positions, long_opts).to(model.device());  // [n]
   at::Tensor rows = at::tensor(plan.out_rows, long_opts).to(model.device());        // [n_out]
-  Pass p{c, plan, kv, pick_kernels(W, tokens.size(0)), {}, {}, 1.0 / std::sqrt(static_cast<double>(c.head_dim))};
+  Pass p{c, plan, kv, pick_kernels(model, tokens.size(0)), {}, {}, 1.0 / std::sqrt(static_cast<double>(c.head_dim))};
   detail::rope_cos_sin(positions, model.inv_freq(), model.dtype(), p.cos, p.sin);
 
   std::vector<at::Tensor> hidden(c.n_layers + 1);  // requested layers only, [n_out, dim]
@@ -241,19 +249,23 @@ DecodeOutput forward(const Model& model, const BatchPlan& plan, const std::vecto
     return std::find(options.hidden_layers.begin(), options.hidden_layers.end(), layer) !=
            options.hidden_layers.end();
   };
-  at::Tensor x = W.tok_embeddings.index_select(0, tokens);  // [n, dim]
+  const bool int8 = model.quantize() == Quantize::Int8;
+  at::Tensor x = int8 ? detail::embedding_int8(model.quant_embeddings(), tokens)
+                      : W.tok_embeddings.index_select(0, tokens);  // [n, dim]
   if (wanted(0)) hidden[0] = x.index_select(0, rows);
   for (std::int64_t l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = W.layers[l];
-    x.add_(attention(p, L, l, norm(p, x, L.attention_norm)));  // [n, dim] residual
-    x.add_(feed_forward(p, L, norm(p, x, L.ffn_norm)));         // [n, dim] residual
+    const QuantLayer* Q = int8 ? &model.quant_layers()[l] : nullptr;
+    x.add_(attention(p, L, Q, l, norm(p, x, L.attention_norm)));  // [n, dim] residual
+    x.add_(feed_forward(p, L, Q, norm(p, x, L.ffn_norm)));         // [n, dim] residual
     if (l + 1 < c.n_layers && wanted(l + 1)) hidden[l + 1] = x.index_select(0, rows);
   }
   at::Tensor xo = norm(p, x.index_select(0, rows), W.norm);  // [n_out, dim] final norm
   if (wanted(c.n_layers)) hidden[c.n_layers] = xo;
 
   DecodeOutput out;
-  if (options.logits) out.logits = detail::linear(xo, W.output).to(at::kFloat).cpu().contiguous();  // [n_out, V]
+  if (options.logits)  // [n_out, vocab_size]
+    out.logits = project(xo, W.output, int8 ? &model.quant_output() : nullptr).to(at::kFloat).cpu().contiguous();
   for (int layer : options.hidden_layers) out.hidden.push_back(hidden[layer].to(at::kFloat).cpu().contiguous());
   return out;
 }

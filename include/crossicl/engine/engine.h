@@ -80,6 +80,8 @@ struct EngineOptions {
                                     // vocabulary of a GGUF file; none for a llama2.c .bin
   c10::ScalarType dtype = c10::ScalarType::Float;  // at::kFloat or at::kBFloat16 (at::kHalf on cuda)
   std::string device = "cpu";       // "cpu" or "cuda[:i]"; InvalidArgument naming it when unavailable
+  Quantize quantize = Quantize::None;  // Int8: W8A8 Linear layers (model.h; float32 on the cpu only, else
+                                       // InvalidArgument)
   int threads = 0;                  // torch intra-op threads (0 = torch default); capped at the CPUs this
                                     // process may run on (available_cpus(); Engine::threads() tells the count
                                     // used). Set at construction through at::set_num_threads, which is

@@ -4,8 +4,11 @@
 // running it and engine.h for the facade.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
@@ -16,10 +19,42 @@
 
 namespace crossicl {
 
+/// How the Linear weights are stored and multiplied.
+enum class Quantize {
+  None,  // in the model's dtype ("none")
+  Int8,  // W8A8 ("int8"): int8 weights, symmetric per output channel, quantised once at load; activations
+         // quantised per token before each product; int8 x int8 -> int32 GEMM rescaled to float32. Norms, RoPE,
+         // attention and softmax stay float32. Needs dtype float32 on the cpu
+};
+
+/// Parses "none" or "int8". Throws InvalidArgument naming the unknown name and the valid ones.
+///
+///   auto q = crossicl::quantize_from_name("int8");  // Quantize::Int8
+Quantize quantize_from_name(std::string_view name);
+/// The name of a quantisation ("none", "int8").
+std::string_view quantize_name(Quantize quantize);
+
 /// How to load a model.
 struct ModelOptions {
   c10::ScalarType dtype = at::kFloat;  // compute and storage dtype: float32 or bfloat16 (float16 on cuda)
   std::string device = "cpu";          // "cpu" or "cuda[:index]" (needs a CUDA build of torch)
+  Quantize quantize = Quantize::None;  // Int8: W8A8 Linear layers (float32 on the cpu only; InvalidArgument else)
+};
+
+/// A Linear weight quantised to int8, symmetric per output channel: w[o, i] ~ q[o, i] * scale[o] with
+/// scale[o] = max_i |w[o, i]| / 127 (0 for an all-zero row) and q = round-half-even(w / scale) in [-127, 127].
+struct QuantWeight {
+  at::Tensor q;      // [out, in] int8; the Linear layers' is a transposed view of [in, out] rows (the layout the
+                     // int8 GEMM reads fastest), the LM head's the embedding table's own rows
+  at::Tensor scale;  // [out] float32
+};
+
+/// The int8 Linear weights of one block (Quantize::Int8), fused as LayerWeights::wqkv and w13.
+struct QuantLayer {
+  QuantWeight wqkv;  // [(n_heads + 2 * n_kv_heads) * head_dim, dim]
+  QuantWeight wo;    // [dim, n_heads * head_dim]
+  QuantWeight w13;   // [2 * hidden_dim, dim]
+  QuantWeight w2;    // [dim, hidden_dim]
 };
 
 /// Immutable weights + config of a LLaMA-family decoder.
@@ -32,8 +67,12 @@ class Model {
   /// LoadError for a missing or malformed file, InvalidArgument for a bad dtype or an unavailable device.
   static std::shared_ptr<const Model> load(const std::string& path, const ModelOptions& options = {});
 
-  /// Wraps already loaded weights, moving them to `device` when it is not the CPU.
-  Model(Weights weights, c10::Device device);
+  /// Wraps already loaded weights, moving them to `device` when it is not the CPU, and quantising them
+  /// (`quantize`). With Quantize::Int8 the float Linear weights (LayerWeights::wq .. w13) are released (undefined
+  /// tensors) and quant_layers() holds them; the LM head and the token embeddings become one int8 table per
+  /// matrix (quant_output(), quant_embeddings(); weights().output and tok_embeddings undefined), the embedding
+  /// rows dequantised on lookup.
+  Model(Weights weights, c10::Device device, Quantize quantize = Quantize::None);
 
   const Config& config() const { return weights_.config; }
   const Weights& weights() const { return weights_; }
@@ -41,11 +80,26 @@ class Model {
   c10::Device device() const { return device_; }
   /// RoPE inverse frequencies, float32 on the model's device.  // [head_dim / 2]
   const at::Tensor& inv_freq() const { return inv_freq_; }
+  Quantize quantize() const { return quantize_; }
+  /// The int8 Linear weights per block (Quantize::Int8), else empty.
+  const std::vector<QuantLayer>& quant_layers() const { return quant_layers_; }
+  /// The int8 LM head [vocab_size, dim] (Quantize::Int8), else undefined tensors.
+  const QuantWeight& quant_output() const { return quant_output_; }
+  /// The int8 token embeddings [vocab_size, dim] (Quantize::Int8; the same tensors as quant_output() when the
+  /// model ties them), else undefined tensors.
+  const QuantWeight& quant_embeddings() const { return quant_embeddings_; }
+  /// Bytes of the parameters held (float and int8 tensors and scales; a tensor shared by two roles, or a view
+  /// of a fused tensor, counted once).
+  std::int64_t weight_bytes() const;
 
  private:
   Weights weights_;
   c10::Device device_;
   at::Tensor inv_freq_;  // [head_dim / 2]
+  Quantize quantize_ = Quantize::None;
+  std::vector<QuantLayer> quant_layers_;
+  QuantWeight quant_output_;
+  QuantWeight quant_embeddings_;
 };
 
 }  // namespace crossicl

@@ -1,0 +1,77 @@
+#include "detail/engine_quant.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <fmt/format.h>
+
+#include "crossicl/core/error.h"
+
+#define CROSSICL_ISA_BODY "engine/quant_body.inc"
+#include "detail/isa_instances.h"
+
+namespace crossicl::detail {
+namespace {
+
+// Rows per parallel task: enough elements that a task outweighs the cost of waking a thread.
+std::int64_t grain(std::int64_t row_elems) {
+  return std::max<std::int64_t>(1, 32768 / std::max<std::int64_t>(1, row_elems));
+}
+
+void check_float_matrix(const at::Tensor& x, const char* what) {
+  if (x.dim() != 2 || x.scalar_type() != at::kFloat || !x.device().is_cpu())
+    throw InvalidArgument(fmt::format("{}: expected a 2-d float32 cpu tensor (got {}-d {} on {})", what, x.dim(),
+                                      c10::toString(x.scalar_type()), x.device().str()));
+}
+
+}  // namespace
+
+QuantWeight quantize_rows(const at::Tensor& x_in, Isa isa) {
+  check_float_matrix(x_in, "quantize_rows");
+  const at::Tensor x = x_in.stride(1) == 1 ? x_in : x_in.contiguous();
+  const std::int64_t n = x.size(0), k = x.size(1), stride = x.stride(0);
+  QuantWeight out{at::empty({n, k}, x.options().dtype(at::kChar)), at::empty({n}, x.options())};
+  const float* xp = x.data_ptr<float>();
+  std::int8_t* qp = out.q.data_ptr<std::int8_t>();
+  float* sp = out.scale.data_ptr<float>();
+  check_isa(isa, "quantize");
+  at::parallel_for(0, n, grain(k), [&](std::int64_t r0, std::int64_t r1) {
+    CROSSICL_ISA_CALL(isa, "quantize", quantize_rows_span, xp, stride, k, r0, r1, qp, sp);
+  });
+  return out;
+}
+
+at::Tensor dequantize_rows(const QuantWeight& w) { return w.q.to(at::kFloat) * w.scale.unsqueeze(1); }
+
+QuantWeight quantize_linear(const at::Tensor& w) {
+  QuantWeight r = quantize_rows(w);
+  r.q = r.q.t().contiguous().t();  // [out, in] view of [in, out] rows
+  return r;
+}
+
+at::Tensor linear_int8(const at::Tensor& x, const QuantWeight& w, Isa isa) {
+  check_float_matrix(x, "linear_int8");
+  if (x.size(1) != w.q.size(1))
+    throw InvalidArgument(fmt::format("linear_int8: input has {} features, the weight {}", x.size(1), w.q.size(1)));
+  const QuantWeight xq = quantize_rows(x, isa);
+  const at::Tensor acc = at::_int_mm(xq.q, w.q.t());  // [n, out] int32, exact
+  const std::int64_t n = acc.size(0), m = acc.size(1);
+  at::Tensor out = at::empty({n, m}, x.options());  // [n, out]
+  const std::int32_t* ap = acc.data_ptr<std::int32_t>();
+  const float* xs = xq.scale.data_ptr<float>();
+  const float* ws = w.scale.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, n, grain(m), [&](std::int64_t r0, std::int64_t r1) {
+    CROSSICL_ISA_CALL(isa, "rescale", rescale_span, ap, xs, ws, m, r0, r1, op);
+  });
+  return out;
+}
+
+at::Tensor embedding_int8(const QuantWeight& table, const at::Tensor& ids) {
+  return table.q.index_select(0, ids).to(at::kFloat) * table.scale.index_select(0, ids).unsqueeze(1);
+}
+
+}  // namespace crossicl::detail

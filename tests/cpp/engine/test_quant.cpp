@@ -1,0 +1,214 @@
+// int8 quantisation (Quantize::Int8, detail/engine_quant.h): the error bounds of quantise/dequantise and of the
+// int8 Linear against float, bit-identical rows whatever the batch, the same bits on every ISA path, and on
+// stories260K greedy agreement with float32, prefix-cache invariance and the weight memory.
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <random>
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "crossicl/core/error.h"
+#include "crossicl/core/isa.h"
+#include "crossicl/engine/engine.h"
+#include "crossicl/engine/model.h"
+#include "detail/engine_quant.h"
+#include "../test_data.h"
+
+using namespace crossicl;
+namespace quant = crossicl::detail;
+
+namespace {
+
+constexpr double kU = 0x1p-24;  // float32 unit roundoff
+
+at::Generator gen(std::uint64_t seed) { return at::make_generator<at::CPUGeneratorImpl>(seed); }
+
+// Rows of varied scale: normal values times a per-row magnitude, one zero row, one row with a single outlier.
+at::Tensor sample_rows(std::int64_t n, std::int64_t k, std::uint64_t seed) {
+  at::Tensor x = at::randn({n, k}, gen(seed));
+  at::Tensor mag = at::pow(10.0, at::arange(n, at::kFloat).remainder(7) - 3).unsqueeze(1);  // 1e-3 .. 1e3
+  x = x * mag;
+  if (n > 2) {
+    x[1].zero_();
+    x[2][k / 2] = 1e4;
+  }
+  return x;
+}
+
+std::string stories_bin() { return test::shared_path("models/stories260K/stories260K.bin"); }
+
+EngineOptions int8_options() {
+  EngineOptions o;
+  o.quantize = Quantize::Int8;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("quantize names parse and unknown ones list the valid values", "[engine][quant]") {
+  CHECK(quantize_from_name("none") == Quantize::None);
+  CHECK(quantize_from_name("int8") == Quantize::Int8);
+  CHECK(quantize_name(Quantize::Int8) == "int8");
+  CHECK_THROWS_WITH(quantize_from_name("int4"), "quantize must be 'none' or 'int8' (got 'int4')");
+}
+
+TEST_CASE("quantise/dequantise: |x - q*scale| <= scale/2, max row element at +-127, zero rows exact",
+          "[engine][quant]") {
+  const at::Tensor x = sample_rows(21, 77, 1);
+  const QuantWeight r = quant::quantize_rows(x);
+  REQUIRE(r.q.scalar_type() == at::kChar);
+  REQUIRE(r.q.sizes() == x.sizes());
+  const at::Tensor xd = x.to(at::kDouble), sd = r.scale.to(at::kDouble);
+  const at::Tensor err = (xd - r.q.to(at::kDouble) * sd.unsqueeze(1)).abs();  // exact in double
+  // x / scale is rounded to float before rounding to an integer: |x/scale - q| <= 1/2 + 127 u.
+  const at::Tensor bound = sd.unsqueeze(1) * (0.5 + 127 * kU);
+  CHECK(at::le(err, bound).all().item<bool>());
+  CHECK(r.q.abs().amax(1).to(at::kInt).eq(127).logical_or(r.scale.eq(0)).all().item<bool>());
+  CHECK(r.scale[1].item<float>() == 0);
+  CHECK(r.q[1].eq(0).all().item<bool>());
+  CHECK(quant::dequantize_rows(r)[1].eq(0).all().item<bool>());
+  CHECK(r.q.ge(-127).all().item<bool>());
+  // scale = max|row| / 127 in float32
+  CHECK(at::equal(r.scale, x.abs().amax(1) / 127));
+  // halves round to even: 0.5 and 2.5 of the scale 1 (a row holding 127)
+  const QuantWeight h = quant::quantize_rows(at::tensor({127.f, 0.5f, 1.5f, 2.5f, -0.5f, -1.5f}).unsqueeze(0));
+  CHECK(h.q.to(at::kInt).equal(at::tensor({127, 0, 2, 2, 0, -2}, at::kInt).unsqueeze(0)));
+}
+
+TEST_CASE("int8 Linear is within the derived bound of the exact product", "[engine][quant]") {
+  const std::int64_t n = 13, k = 300, m = 37;
+  const at::Tensor x = sample_rows(n, k, 2);
+  const at::Tensor w = at::randn({m, k}, gen(3)) * 0.05;
+  const QuantWeight wq = quant::quantize_linear(w);
+  CHECK(wq.q.t().is_contiguous());  // [in, out] rows for the GEMM
+  const at::Tensor y = quant::linear_int8(x, wq);  // [n, m]
+  const at::Tensor xd = x.to(at::kDouble), wd = w.to(at::kDouble);
+  const at::Tensor exact = at::mm(xd, wd.t());
+  // x = sx qx + ex, w = sw qw + ew, |ex| <= sx/2, |ew| <= sw/2 (each times 1 + 254 u for the rounding of x / s):
+  // |y - sx sw sum qx qw| <= sum_k (|x_k| sw/2 + |w_k| sx/2 + sx sw/4); then two float32 products in the rescale.
+  const double slack = 1 + 254 * kU;
+  const at::Tensor sx = x.abs().amax(1).to(at::kDouble) / 127;  // [n]
+  const at::Tensor sw = w.abs().amax(1).to(at::kDouble) / 127;  // [m]
+  const at::Tensor bound = (at::mm(xd.abs().sum(1, true), (sw / 2).unsqueeze(0)) +
+                            at::mm((sx / 2).unsqueeze(1), wd.abs().sum(1).unsqueeze(0)) +
+                            sx.unsqueeze(1) * sw.unsqueeze(0) * (k / 4.0)) * slack * slack +
+                           exact.abs() * (3 * kU) + 1e-30;
+  const at::Tensor err = (y.to(at::kDouble) - exact).abs();
+  CHECK(at::le(err, bound).all().item<bool>());
+  // the bound is not vacuous: the error uses a good share of it somewhere, and the result is close to exact
+  CHECK((err / bound).max().item<double>() > 0.01);
+  CHECK((err.sum() / exact.abs().sum()).item<double>() < 0.02);
+}
+
+TEST_CASE("int8 Linear rows are bit-identical whatever the batch around them", "[engine][quant]") {
+  const at::Tensor x = sample_rows(40, 576, 4);
+  const QuantWeight w = quant::quantize_linear(at::randn({96, 576}, gen(5)));
+  const at::Tensor all = quant::linear_int8(x, w);  // [40, 96]
+  for (std::int64_t r : {0, 1, 2, 17, 39})
+    CHECK(at::equal(quant::linear_int8(x.narrow(0, r, 1), w), all.narrow(0, r, 1)));  // one row (decode)
+  CHECK(at::equal(quant::linear_int8(x.narrow(0, 5, 20), w), all.narrow(0, 5, 20)));
+  at::Tensor perm = at::randperm(40, gen(6));
+  CHECK(at::equal(quant::linear_int8(x.index_select(0, perm), w), all.index_select(0, perm)));
+  // a non-contiguous input (a column slice of a wider tensor) quantises the same values
+  at::Tensor wide = at::cat({x, x}, 1).narrow(1, 0, 576);
+  CHECK(at::equal(quant::linear_int8(wide, w), all));
+}
+
+TEST_CASE("int8 kernels give the same bits on every ISA path", "[engine][quant]") {
+  const at::Tensor x = sample_rows(9, 333, 7);
+  const QuantWeight w = quant::quantize_linear(at::randn({50, 333}, gen(8)));
+  const QuantWeight ref = quant::quantize_rows(x, Isa::baseline);
+  const at::Tensor yref = quant::linear_int8(x, w, Isa::baseline);
+  for (Isa isa : supported_isas()) {
+    INFO(isa_name(isa));
+    const QuantWeight r = quant::quantize_rows(x, isa);
+    CHECK(at::equal(r.q, ref.q));
+    CHECK(at::equal(r.scale, ref.scale));
+    CHECK(at::equal(quant::linear_int8(x, w, isa), yref));
+  }
+}
+
+TEST_CASE("quantize int8 needs float32 on the cpu", "[engine][quant][model]") {
+  const std::string p = stories_bin();
+  if (p.empty()) return;
+  CHECK_THROWS_WITH(Model::load(p, {at::kBFloat16, "cpu", Quantize::Int8}),
+                    "quantize 'int8' needs dtype 'float32' on the cpu (got dtype 'bfloat16' on 'cpu')");
+}
+
+TEST_CASE("stories260K int8: weights <= 0.3x float32, greedy ids agree with float32", "[engine][quant][model]") {
+  const std::string p = stories_bin();
+  if (p.empty()) return;
+  Engine f(p);
+  Engine q(p, int8_options());
+  CHECK(q.model().quantize() == Quantize::Int8);
+  CHECK(q.model().weights().layers[0].wqkv.defined() == false);  // the float Linear weights are released
+  const double ratio = static_cast<double>(q.model().weight_bytes()) / static_cast<double>(f.model().weight_bytes());
+  INFO("weight bytes int8 / float32 = " << ratio);
+  CHECK(ratio <= 0.3);  // measured 0.266 (the norms stay float32)
+
+  // Measured (golden.json's 4 prompts, 60 greedy tokens each): identical for 60, 57, 59 and 18 tokens, i.e. the
+  // first 18 of every prompt and 194 of 240 before the first difference. Asserted with margin: 16 and 170.
+  std::ifstream in(test::shared_path("models/stories260K/golden.json"));
+  const auto golden = nlohmann::json::parse(in);
+  std::vector<std::vector<std::int32_t>> prompts;
+  for (const auto& cs : golden["cases"]) prompts.push_back(cs["prompt_ids"].get<std::vector<std::int32_t>>());
+  GenerateOptions g;
+  g.max_new_tokens = 60;
+  g.stop = {};
+  g.stop_at_eos = false;
+  const auto want = f.generate(prompts, g);
+  const auto got = q.generate(prompts, g);
+  std::size_t total = 0;
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    const auto& a = want[i].token_ids;
+    const auto& b = got[i].token_ids;
+    const auto first_diff = std::mismatch(a.begin(), a.end(), b.begin(), b.end()).first;
+    const auto same = static_cast<std::size_t>(first_diff - a.begin());
+    INFO("prompt " << i << ": " << same << " identical greedy ids");
+    CHECK(same >= 16);
+    total += same;
+  }
+  CHECK(total >= 170);
+}
+
+TEST_CASE("stories260K int8: greedy ids and logits do not depend on the prefix cache or the batch",
+          "[engine][quant][model]") {
+  const std::string p = stories_bin();
+  if (p.empty()) return;
+  EngineOptions off = int8_options();
+  off.cache_bytes = 0;
+  EngineOptions small = int8_options();
+  small.max_batch_tokens = 16;
+  Engine cold(p, off);
+  Engine cached(p, int8_options());
+  Engine chunked(p, small);
+  // Prompts sharing a 40-token prefix (2 whole cache blocks), then different tails.
+  std::vector<std::int32_t> prefix;
+  for (int i = 0; i < 40; ++i) prefix.push_back(static_cast<std::int32_t>(1 + (i * 37) % 500));
+  std::vector<std::vector<std::int32_t>> prompts;
+  for (int t = 0; t < 4; ++t) {
+    auto ids = prefix;
+    for (int i = 0; i < 5 + t; ++i) ids.push_back(static_cast<std::int32_t>(3 + (t * 101 + i * 13) % 500));
+    prompts.push_back(ids);
+  }
+  GenerateOptions g;
+  g.max_new_tokens = 12;
+  g.stop = {};
+  g.stop_at_eos = false;
+  const auto want = cold.generate(prompts, g);
+  for (int round = 0; round < 2; ++round) {  // cold cache, then warm
+    const auto got = cached.generate(prompts, g);
+    for (std::size_t i = 0; i < prompts.size(); ++i) CHECK(got[i].token_ids == want[i].token_ids);
+  }
+  CHECK(cached.cache_stats().hit_tokens > 0);
+  const auto got = chunked.generate(prompts, g);
+  for (std::size_t i = 0; i < prompts.size(); ++i) CHECK(got[i].token_ids == want[i].token_ids);
+  for (std::size_t i = 0; i < prompts.size(); ++i) {  // one prompt alone vs in the batch above
+    const auto alone = cold.generate(std::vector<std::vector<std::int32_t>>{prompts[i]}, g);
+    CHECK(alone[0].token_ids == want[i].token_ids);
+  }
+}
