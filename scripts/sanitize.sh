@@ -16,7 +16,8 @@ cmake -S . -B "$out" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCROSSICL_BUILD_TESTS=
 cmake --build "$out" -j"${JOBS:-2}"
 
 # Leaks are not checked: Python and torch keep allocations alive until exit by design.
-export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=0
+# allocator_may_return_null: an impossible allocation throws bad_alloc (MemoryError), as the tests expect, not abort.
+export ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 ctest --test-dir "$out" --output-on-failure -j"${JOBS:-2}" -E '^fuzz_'
 

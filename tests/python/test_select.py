@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import re
 import threading
 
@@ -349,8 +350,9 @@ def test_random_selector_checks_n_queries_times_k():
         big.select(2**62 + 1, 4)
     with pytest.raises(ValueError, match=r"\(n_queries=4611686018427387904, k=4\)"):
         big.select(2**62, 4)
-    with pytest.raises(MemoryError):  # 2^52 ids fit int64 and a vector's size, not the address space
-        crossicl.RandomSelector(10).select(2**50, 4)
+    if not os.environ.get("CROSSICL_SANITIZED"):  # ASan's allocator aborts on a 16 PB request instead of failing it
+        with pytest.raises(MemoryError):  # 2^52 ids fit int64 and a vector's size, not the address space
+            crossicl.RandomSelector(10).select(2**50, 4)
     ids, _ = big.select(2, 4)
     assert all(len(set(row)) == 4 for row in ids.tolist())
     with pytest.raises(ValueError, match=r"n=9223372036854775807"):
