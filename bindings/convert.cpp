@@ -22,7 +22,8 @@ py::object json_to_py(const nlohmann::json& j) {
     case nlohmann::json::value_t::number_integer: return py::int_(j.get<std::int64_t>());
     case nlohmann::json::value_t::number_unsigned: return py::int_(j.get<std::uint64_t>());
     case nlohmann::json::value_t::number_float: return py::float_(j.get<double>());
-    case nlohmann::json::value_t::string: return py::str(j.get_ref<const std::string&>());
+    // lossy: GGUF metadata strings are file bytes that need not be UTF-8 (a strict decode raised UnicodeDecodeError)
+    case nlohmann::json::value_t::string: return to_str(j.get_ref<const std::string&>());
     case nlohmann::json::value_t::array: {
       py::list out;
       for (const auto& v : j) out.append(json_to_py(v));
@@ -30,7 +31,7 @@ py::object json_to_py(const nlohmann::json& j) {
     }
     case nlohmann::json::value_t::object: {
       py::dict out;
-      for (const auto& [k, v] : j.items()) out[py::str(k)] = json_to_py(v);
+      for (const auto& [k, v] : j.items()) out[to_str(k)] = json_to_py(v);
       return py::object(std::move(out));
     }
     default: return py::none();

@@ -3,6 +3,7 @@
 // escaping, a crash, a sanitizer report, a leak, a timeout or an allocation over -malloc_limit_mb is a finding.
 #pragma once
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,21 +17,41 @@
 
 namespace crossicl::fuzz {
 
-/// A directory of this process, created on first use and removed at exit; files in it are overwritten by every
-/// input (libFuzzer runs one input at a time). It is under /dev/shm when that is writable (a file written to a disk
-/// folder costs ~0.2 ms, several times the work of a small input), else under $TMPDIR or /tmp.
+/// Removes the folder `dir` and the files directly in it (scratch folders hold no subfolders).
+inline void remove_files(const std::string& dir) {
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (const dirent* e = ::readdir(d))
+      if (e->d_name[0] != '.') ::unlink((dir + "/" + e->d_name).c_str());
+    ::closedir(d);
+  }
+  ::rmdir(dir.c_str());
+}
+
+/// A directory of this process, /dev/shm/crossicl-fuzz-<pid> (or under $TMPDIR or /tmp when /dev/shm is not
+/// writable: a file written to a disk folder costs ~0.2 ms, several times the work of a small input), created on
+/// first use and removed at exit; files in it are overwritten by every input (libFuzzer runs one input at a time).
+/// A crash skips the exit handler, so the folders of processes that no longer exist are removed first.
 inline const std::string& scratch_dir() {
   // Never destroyed: the exit handler below runs after the destructors of function-local statics.
   static const std::string* dir = [] {
     const char* tmp = std::getenv("TMPDIR");
     const std::string base = ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : tmp && *tmp ? tmp : "/tmp";
-    auto* path = new std::string(base + "/crossicl-fuzz-XXXXXX");
-    if (!::mkdtemp(path->data())) std::abort();
-    std::atexit([] {
-      for (const char* name : {"config.json", "tokenizer_config.json", "data.jsonl", "tasks.json"})
-        ::unlink((scratch_dir() + "/" + name).c_str());
-      ::rmdir(scratch_dir().c_str());
-    });
+    const std::string prefix = "crossicl-fuzz-";
+    if (DIR* d = ::opendir(base.c_str())) {
+      while (const dirent* e = ::readdir(d)) {
+        const std::string name = e->d_name;
+        if (name.rfind(prefix, 0) != 0) continue;
+        const std::string pid = name.substr(prefix.size());
+        if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+        if (::access(("/proc/" + pid).c_str(), F_OK) == 0) continue;  // still running
+        remove_files(base + "/" + name);
+      }
+      ::closedir(d);
+    }
+    auto* path = new std::string(base + "/" + prefix + std::to_string(::getpid()));
+    remove_files(*path);
+    if (::mkdir(path->c_str(), 0700) != 0) std::abort();
+    std::atexit([] { remove_files(scratch_dir()); });
     return path;
   }();
   return *dir;

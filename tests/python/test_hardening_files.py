@@ -47,3 +47,12 @@ def test_gguf_token_that_is_not_utf8_is_a_load_error_naming_file_and_index(tmp_p
     with pytest.raises(crossicl.LoadError, match=r"vocab\.gguf.*tokenizer\.ggml\.tokens\[3\] is not valid UTF-8"):
         f.tokenizer()
 
+
+
+def test_gguf_metadata_string_that_is_not_utf8_reads_lossily(tmp_path):
+    # a strict decode of a metadata string raised UnicodeDecodeError from GGUFFile.metadata
+    name = b"\xffab"
+    img = gguf_image(kv=[("general.name", 8, struct.pack("<Q", len(name)) + name)])
+    p = tmp_path / "name.gguf"
+    p.write_bytes(img)
+    assert crossicl.GGUFFile(str(p)).metadata["general.name"] == "\ufffdab"
