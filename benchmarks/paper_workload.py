@@ -27,9 +27,14 @@ llama.cpp's Q4_1 run loads without ggml's extra buffer types (`use_extra_bufts =
 AMX-INT8 ggml repacks Q4_1 into AMX tiles, which dies with SIGILL where the VM does not grant AMX tile state.
 CTranslate2 runs bf16 weights with float32 compute where its CPU backend has no bfloat16 compute type.
 
+int8 (float32 models only): crossicl Engine(quantize="int8") (W8A8, smoothing on its built-in calibration text)
+with the prefix cache on (W1, W2, W3) and off (prefill, W1); llama.cpp on a Q8_0 GGUF written from the same
+float32 tensors with gguf's quantiser (extra buffer types off, as for Q4_1); CTranslate2 converted with
+quantization="int8" and run with compute type int8_float32.
+
 Each engine runs in its own subprocess (`--worker`), so peak RSS (ru_maxrss) is its own; the table also gives
 the RSS above the process's RSS after imports. Baseline names for --skip: hf, hf-batched, hf-score, llamacpp,
-llamacpp-q4, ct2, crossicl-nocache.
+llamacpp-q4, llamacpp-q8, ct2, ct2-int8, crossicl-nocache, crossicl-int8, crossicl-int8-nocache.
 """
 from __future__ import annotations
 
@@ -46,7 +51,8 @@ import tempfile
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-BASELINES = ["hf", "hf-batched", "hf-score", "llamacpp", "llamacpp-q4", "ct2", "crossicl-nocache"]
+BASELINES = ["hf", "hf-batched", "hf-score", "llamacpp", "llamacpp-q4", "llamacpp-q8", "ct2", "ct2-int8",
+             "crossicl-nocache", "crossicl-int8", "crossicl-int8-nocache"]
 TINYLLAMA = dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
                  num_key_value_heads=4, vocab_size=49152, max_position_embeddings=2048, rms_norm_eps=1e-5,
                  tie_word_embeddings=False)
@@ -95,6 +101,9 @@ def write_gguf(hf_dir: pathlib.Path, out: pathlib.Path, tok_gguf: str, dtype: st
     def arr(t: torch.Tensor):
         if t.dim() == 1 or dtype == "float32":
             return t.float().contiguous().numpy(), None
+        if dtype == "q8_0":  # llama.cpp's Q8_0: blocks of 32 int8 values with one float16 scale each
+            return gguf.quants.quantize(t.float().contiguous().numpy(), gguf.GGMLQuantizationType.Q8_0), \
+                gguf.GGMLQuantizationType.Q8_0
         return t.to(torch.bfloat16).contiguous().view(torch.int16).numpy().view(np.uint16), \
             gguf.GGMLQuantizationType.BF16
 
@@ -110,7 +119,7 @@ def write_gguf(hf_dir: pathlib.Path, out: pathlib.Path, tok_gguf: str, dtype: st
     w.add_rope_freq_base(float(theta))
     w.add_layer_norm_rms_eps(float(cfg["rms_norm_eps"]))
     w.add_vocab_size(cfg["vocab_size"])
-    w.add_file_type(0 if dtype == "float32" else 32)  # ALL_F32 / MOSTLY_BF16
+    w.add_file_type({"float32": 0, "bfloat16": 32, "q8_0": 7}[dtype])  # ALL_F32 / MOSTLY_BF16 / MOSTLY_Q8_0
     r = gguf.GGUFReader(tok_gguf)
     for key, field in r.fields.items():
         if not key.startswith("tokenizer."):
@@ -171,8 +180,12 @@ def prepare_models(work: pathlib.Path, names: list[str]) -> dict:
         if not g.exists():
             print(f"[prep] writing {g}", flush=True)
             write_gguf(smol, g, q4, "float32")
+        g8 = work / "smollm2-135m-q8_0.gguf"
+        if not g8.exists():
+            print(f"[prep] writing {g8}", flush=True)
+            write_gguf(smol, g8, q4, "q8_0")
         out["smollm2"] = dict(label="SmolLM2-135M-Instruct (Q4_1 dequantised, float32)", hf_dir=str(smol),
-                              dtype="float32", gguf=str(g), gguf_q4=q4, random=False)
+                              dtype="float32", gguf=str(g), gguf_q4=q4, gguf_q8=str(g8), random=False)
     if "tinyllama" in names:
         tl = work / "tinyllama-shape-random-bf16"
         if not (tl / "config.json").exists():
@@ -194,7 +207,8 @@ def prepare_models(work: pathlib.Path, names: list[str]) -> dict:
             print(f"[prep] writing {g}", flush=True)
             write_gguf(tl, g, q4, "bfloat16")
         out["tinyllama"] = dict(label="random LLaMA, TinyLlama-1.1B shape, vocab 49152 (bfloat16)",
-                                hf_dir=str(tl), dtype="bfloat16", gguf=str(g), gguf_q4=None, random=True)
+                                hf_dir=str(tl), dtype="bfloat16", gguf=str(g), gguf_q4=None, gguf_q8=None,
+                                random=True)
     return out
 
 
@@ -257,7 +271,7 @@ def _timed(fn):
     return r, time.perf_counter() - t0
 
 
-def worker_crossicl(spec: dict, cache: bool) -> dict:
+def worker_crossicl(spec: dict, cache: bool, quantize: str = "none") -> dict:
     import inspect
     import torch
     import crossicl
@@ -268,9 +282,12 @@ def worker_crossicl(spec: dict, cache: bool) -> dict:
     has_cache_api = "cache_bytes" in (crossicl.Engine.__init__.__doc__ or "")
     if has_cache_api and not cache:
         kw["cache_bytes"] = 0
+    if quantize != "none":
+        kw.update(quantize=quantize, dtype="float32")
     eng = crossicl.Engine(spec["hf_dir"], **kw)
     res = dict(api=dict(cache_bytes=has_cache_api, score_batch=hasattr(eng, "score_batch"),
-                        cache_stats=hasattr(eng, "cache_stats")), rss_base_kb=base)
+                        cache_stats=hasattr(eng, "cache_stats")), rss_base_kb=base,
+               weight_bytes=getattr(eng, "weight_bytes", None))
     w1, w3 = spec["w1"], spec["w3"]
     gkw = dict(max_new_tokens=MAX_NEW, stop=[] if rand else ["\n"], stop_at_eos=not rand)
     eng.generate([w1[0]["ids"][:8]], max_new_tokens=2, stop=[], stop_at_eos=False)  # warm-up
@@ -283,7 +300,9 @@ def worker_crossicl(spec: dict, cache: bool) -> dict:
     res["w1"] = dict(seconds=t, outputs=[list(o.token_ids) for o in outs])
     if hasattr(eng, "clear_cache"):
         eng.clear_cache()  # W2 starts cold: no reuse of W1's prompts
-    if cache:
+    if quantize != "none" and not cache:
+        pass  # the int8 run without the cache measures prefill and W1 only (W2/W3 baselines are float32's)
+    elif cache:
         if res["api"]["score_batch"]:
             _, t = _timed(lambda: eng.score_batch([r["text"] for r in w1], [r["labels"] for r in w1]))
             res["w2"] = dict(seconds=t, how="score_batch")
@@ -295,8 +314,9 @@ def worker_crossicl(spec: dict, cache: bool) -> dict:
         res["w2"] = dict(seconds=t, how="score(prompt, [label]) per label, cache off")
     if hasattr(eng, "clear_cache"):
         eng.clear_cache()
-    _, t = _timed(lambda: eng.generate([r["ids"] for r in w3], **gkw))
-    res["w3"] = dict(seconds=t, tokens=sum(len(r["ids"]) for r in w3))
+    if quantize == "none" or cache:
+        _, t = _timed(lambda: eng.generate([r["ids"] for r in w3], **gkw))
+        res["w3"] = dict(seconds=t, tokens=sum(len(r["ids"]) for r in w3))
     if res["api"]["cache_stats"]:
         res["cache_stats"] = dict(eng.cache_stats())
     short = w1[0]["ids"][:8]
@@ -421,15 +441,15 @@ def worker_hf_score(spec: dict) -> dict:
                 rss_peak_kb=maxrss_kb())
 
 
-def worker_llamacpp(spec: dict, q4: bool) -> dict:
+def worker_llamacpp(spec: dict, quant: str | None) -> dict:
     import llama_cpp
     base = rss_kb()
     T = spec["threads"]
-    path = spec["gguf_q4"] if q4 else spec["gguf"]
-    if q4:
-        # ggml repacks Q4_1 weights into its AMX buffer type when the CPU reports AMX-INT8; where the kernel or VM
-        # does not grant AMX tile state (this machine) the first matmul dies with SIGILL. Load without the extra
-        # buffer types (AMX, CPU_REPACK) instead: ggml's AVX-512 Q4_1 kernels.
+    path = spec[f"gguf_{quant}"] if quant else spec["gguf"]
+    if quant:
+        # ggml repacks quantised weights into its AMX buffer type when the CPU reports AMX-INT8; where the kernel
+        # or VM does not grant AMX tile state the first matmul dies with SIGILL. Load without the extra buffer
+        # types (AMX, CPU_REPACK) instead: ggml's AVX-512 kernels.
         import llama_cpp.llama_cpp as lc
         default_params = lc.llama_model_default_params
 
@@ -478,27 +498,27 @@ def worker_llamacpp(spec: dict, q4: bool) -> dict:
     return res
 
 
-def worker_ct2_convert(spec: dict) -> dict:
+def worker_ct2_convert(spec: dict, int8: bool = False) -> dict:
     import ctranslate2
-    out = spec["ct2_dir"]
+    out = spec["ct2_dir"] + ("-int8" if int8 else "")
     if not os.path.exists(os.path.join(out, "model.bin")):
-        q = "float32" if spec["dtype"] == "float32" else "bfloat16"
+        q = "int8" if int8 else "float32" if spec["dtype"] == "float32" else "bfloat16"
         ctranslate2.converters.TransformersConverter(spec["hf_dir"], low_cpu_mem_usage=True).convert(
             out, quantization=q, force=True)
     return dict(dir=out)
 
 
-def worker_ct2(spec: dict) -> dict:
+def worker_ct2(spec: dict, int8: bool = False) -> dict:
     import ctranslate2
     from transformers import AutoTokenizer
     base = rss_kb()
     tok = AutoTokenizer.from_pretrained(spec["hf_dir"])
     # CTranslate2's CPU backend refuses bfloat16 compute where it has no bf16 GEMM for the CPU ("do not support
     # efficient bfloat16 computation"); it then runs the bf16 weights in float32, reported in the row's label
-    ct = "float32" if spec["dtype"] == "float32" else "bfloat16"
+    ct = "int8_float32" if int8 else "float32" if spec["dtype"] == "float32" else "bfloat16"
     if ct not in ctranslate2.get_supported_compute_types("cpu"):
         ct = "float32"
-    gen = ctranslate2.Generator(spec["ct2_dir"], device="cpu", compute_type=ct, inter_threads=1,
+    gen = ctranslate2.Generator(spec["ct2_dir"] + ("-int8" if int8 else ""), device="cpu", compute_type=ct, inter_threads=1,
                                 intra_threads=spec["threads"])
     w1 = spec["w1"]
     toks = [tok.convert_ids_to_tokens(r["ids"]) for r in w1]
@@ -519,9 +539,13 @@ def worker_ct2(spec: dict) -> dict:
 WORKERS = {
     "crossicl": lambda s: worker_crossicl(s, cache=True),
     "crossicl-nocache": lambda s: worker_crossicl(s, cache=False),
+    "crossicl-int8": lambda s: worker_crossicl(s, cache=True, quantize="int8"),
+    "crossicl-int8-nocache": lambda s: worker_crossicl(s, cache=False, quantize="int8"),
     "hf": worker_hf, "hf-batched": worker_hf_batched, "hf-score": worker_hf_score,
-    "llamacpp": lambda s: worker_llamacpp(s, q4=False), "llamacpp-q4": lambda s: worker_llamacpp(s, q4=True),
+    "llamacpp": lambda s: worker_llamacpp(s, None), "llamacpp-q4": lambda s: worker_llamacpp(s, "q4"),
+    "llamacpp-q8": lambda s: worker_llamacpp(s, "q8"),
     "ct2-convert": worker_ct2_convert, "ct2": worker_ct2,
+    "ct2-int8-convert": lambda s: worker_ct2_convert(s, int8=True), "ct2-int8": lambda s: worker_ct2(s, int8=True),
 }
 
 
@@ -612,7 +636,11 @@ def report_model(key: str, m: dict, res: dict, spec: dict, bw: float) -> tuple[l
              ("hf", "HF, one generate per prompt"), ("hf-batched", "HF batched (8, left-padded)"),
              ("llamacpp", f"llama.cpp {'F32' if m['dtype'] == 'float32' else 'BF16'} GGUF"),
              ("llamacpp-q4", "llama.cpp Q4_1 GGUF (original; AMX repacking off)"),
-             ("ct2", f"CTranslate2 (batch 8, {(res.get('ct2') or {}).get('compute_type', m['dtype'])} compute)")]
+             ("ct2", f"CTranslate2 (batch 8, {(res.get('ct2') or {}).get('compute_type', m['dtype'])} compute)"),
+             ("crossicl-int8", "crossicl int8 W8A8 (prefix cache on)"),
+             ("crossicl-int8-nocache", "crossicl int8 W8A8 (prefix cache off)"),
+             ("llamacpp-q8", "llama.cpp Q8_0 GGUF (same weights; AMX repacking off)"),
+             ("ct2-int8", f"CTranslate2 int8 (batch 8, {(res.get('ct2-int8') or {}).get('compute_type', 'int8')})")]
     for name, label in names:
         r = res.get(name)
         if r is None:
@@ -668,10 +696,30 @@ def report_model(key: str, m: dict, res: dict, spec: dict, bw: float) -> tuple[l
          f"{(wbytes + kv_budget) / 2**20:,.0f} MiB)",
          None if rss_above is None else rss_above / (wbytes + kv_budget), None),
     ]
+    q8 = "crossicl-int8"
+    if res.get(q8) and "error" not in res[q8]:
+        q8_wbytes = res[q8].get("weight_bytes") or 0
+        q8_stats = g(q8, "cache_stats") or {}
+        q8_budget = q8_stats.get("capacity_bytes", 0) + kv_tok * 8 * 1024
+        q8_rss = (res[q8]["rss_peak_kb"] - res[q8]["rss_base_kb"]) * 1024 if "rss_peak_kb" in res[q8] else None
+        rows += [
+            ("int8 W1 vs HF per-prompt float32 (prompts/s)", ratio(pps(q8), pps("hf")), 5.0),
+            ("int8 W1 vs crossicl float32 (prompts/s, both cache on)", ratio(pps(q8), pps(cx)), 2.5),
+            ("int8 W1 vs llama.cpp Q8_0 (prompts/s)", ratio(pps(q8), pps("llamacpp-q8")), 1.0),
+            ("int8 W1 vs CTranslate2 int8 (prompts/s)", ratio(pps(q8), pps("ct2-int8")), 1.0),
+            ("int8 prefill vs crossicl float32 prefill (tokens/s)",
+             ratio(tps("crossicl-int8-nocache", "prefill"), pre_cx), None),
+            ("int8 prefill vs llama.cpp Q8_0 prefill (tokens/s)",
+             ratio(tps("crossicl-int8-nocache", "prefill"), tps("llamacpp-q8", "prefill")), None),
+            ("int8 W3 prefix cache on (s) vs float32 cache on", ratio(w3_on, g(q8, "w3", "seconds")), None),
+            (f"int8 peak RSS above imports / (int8 weights {q8_wbytes / 2**20:,.0f} + KV budget "
+             f"{q8_budget / 2**20:,.0f} MiB)",
+             None if q8_rss is None or not q8_wbytes else q8_rss / (q8_wbytes + q8_budget), None),
+        ]
     lines += ["", "| ratio (crossicl / other) | measured | target | met |", "|---|---|---|---|"]
     summary = {}
     for label, v, target in rows:
-        if label.startswith("peak RSS"):
+        if label.startswith(("peak RSS", "int8 peak RSS")):
             met = "–" if v is None else ("yes" if v <= 1.2 else "no")
             lines.append(f"| {label} | {fmt(v, 2)} | <= 1.20 | {met} |")
         else:
@@ -763,12 +811,14 @@ def main():
             sp = tmp / f"{key}.json"
             sp.write_text(json.dumps(spec))
             res = {}
-            for name in ["crossicl", "crossicl-nocache", "hf", "hf-batched", "hf-score", "llamacpp",
-                         "llamacpp-q4", "ct2"]:
-                if name in skip or (name == "llamacpp-q4" and not m["gguf_q4"]):
+            for name in ["crossicl", "crossicl-nocache", "crossicl-int8", "crossicl-int8-nocache", "hf",
+                         "hf-batched", "hf-score", "llamacpp", "llamacpp-q4", "llamacpp-q8", "ct2", "ct2-int8"]:
+                if name in skip or (name in ("llamacpp-q4", "llamacpp-q8") and not m[f"gguf_{name[-2:]}"]):
                     continue
-                if name == "ct2":
-                    c = run_worker("ct2-convert", sp, tmp, args.timeout)
+                if name.startswith("crossicl-int8") and m["dtype"] != "float32":
+                    continue  # int8 quantises float32 weights
+                if name.startswith("ct2"):
+                    c = run_worker(name + "-convert", sp, tmp, args.timeout)
                     if "error" in c:
                         res[name] = dict(error="conversion: " + c["error"])
                         continue

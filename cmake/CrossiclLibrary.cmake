@@ -22,7 +22,7 @@ function(crossicl_add_library area)
   # The kernel files are compiled without multiply-add contraction: which products GCC fuses into FMA depends on
   # how it vectorises for each ISA; unfused, every path rounds the same operations in the same order (same bits).
   foreach(src ${sources})
-    if(src MATCHES "/(kernels|select_kernel)\\.cpp$")
+    if(src MATCHES "/(kernels|select_kernel|quant)\\.cpp$")
       set_source_files_properties(${src} TARGET_DIRECTORY ${target} PROPERTIES COMPILE_OPTIONS -ffp-contract=off)
     endif()
   endforeach()

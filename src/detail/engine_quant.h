@@ -9,7 +9,9 @@
 // The kernels are compiled per instruction-set path (detail/isa.h) with the same bits on each.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 
@@ -36,8 +38,52 @@ at::Tensor linear_int8(const at::Tensor& x,      // [n, in] float32
                        const QuantWeight& w,     // [out, in]
                        Isa isa = active_isa());  // -> [n, out] float32
 
+/// The same product from an input already quantised per row (quantize_rows, quantize_rms_norm,
+/// quantize_silu_mul).
+at::Tensor linear_int8(const QuantWeight& xq,    // q [n, in] int8, scale [n]
+                       const QuantWeight& w,     // [out, in]
+                       Isa isa = active_isa());  // -> [n, out] float32
+
+/// RMSNorm quantised per row in one pass: the rows of weight * (x / sqrt(mean(x^2) + eps)) as rms_norm_cpu
+/// computes them in float32 (the same bits), through quantize_rows, without storing the float rows.
+QuantWeight quantize_rms_norm(const at::Tensor& x,       // [n, dim] float32
+                              const at::Tensor& weight,  // [dim] float32
+                              double eps,
+                              Isa isa = active_isa());  // -> q [n, dim] int8, scale [n]
+
+/// The SwiGLU input of the down projection quantised per row: silu applied in place to the gate half of `gu`
+/// (ATen's vectorised op), then the rows of gate * up through quantize_rows without storing them.
+QuantWeight quantize_silu_mul(at::Tensor& gu,           // [n, 2 * hidden] float32 contiguous (gate, up)
+                              Isa isa = active_isa());  // -> q [n, hidden] int8, scale [n]
+
 /// Rows `ids` of an int8 table, dequantised (the token embeddings of Quantize::Int8).
 at::Tensor embedding_int8(const QuantWeight& table,  // [vocab, dim]
                           const at::Tensor& ids);    // [n] int64 -> [n, dim] float32
+
+/// The inputs of a block's Linear layers, in LayerWeights' fused order.
+enum ActSlot : int { kSlotQkv = 0, kSlotO = 1, kSlotGateUp = 2, kSlotDown = 3, kSlots = 4 };
+
+/// Per input channel, the largest |activation| entering each Linear layer of each block over the tokens of a
+/// float forward pass (forward(..., stats)): what smoothing (smooth_layers) migrates into the weights.
+struct ActStats {
+  std::vector<std::array<at::Tensor, kSlots>> amax;  // [n_layers][slot] float32 [in] (undefined until observed)
+
+  /// amax[layer][slot] = max(amax[layer][slot], max over rows of |x|).
+  void observe(std::int64_t layer, ActSlot slot, const at::Tensor& x);  // x [n, in]
+};
+
+/// Runs `model` (float32, not quantised) over each token sequence and gathers the Linear inputs' channel maxima.
+/// Sequences longer than the model's max_seq_len are cut to it; ids are checked like any batch's.
+ActStats calibrate(const Model& model, const std::vector<std::vector<std::int32_t>>& sequences);
+
+/// SmoothQuant (Xiao et al., 2023) on float32 blocks: for each Linear input channel j, with a_j the calibrated
+/// max |x_j| and w_j the max |W[:, j]| over the layer's rows, s_j = a_j^alpha / w_j^(1 - alpha); the input is
+/// divided by s_j where it is produced and W's column j multiplied by it, so the float function is unchanged and
+/// the per-token int8 quantisation of the input sees smaller outlier channels. The divisions are folded into the
+/// RMSNorm weights (qkv, gate/up), the up-projection rows (down) and the value rows (output projection; one
+/// factor per key-value channel, shared by the query heads of a group). Channels never seen (a_j = 0) or with
+/// an all-zero column keep s_j = 1. New tensors replace the smoothed ones (memory-mapped weights are never
+/// written).
+void smooth_layers(std::vector<LayerWeights>& layers, const Config& config, const ActStats& stats, double alpha);
 
 }  // namespace crossicl::detail

@@ -47,9 +47,12 @@ struct SeqKv {
 BatchPlan plan_batch(const Batch& batch, const DecodeOptions& options, const Config& config, std::int64_t n_ctx,
                      const std::function<std::int64_t(std::int32_t)>& cached_len);
 
+struct ActStats;  // detail/engine_quant.h
+
 /// Runs the planned batch through `model`, writing each sequence's new keys/values into `kv` (one per
-/// plan.seqs entry), and returns the logits and hidden states of plan.out_rows.
+/// plan.seqs entry), and returns the logits and hidden states of plan.out_rows. With `stats`, also records the
+/// channel maxima of every Linear layer's input (calibration for int8 smoothing).
 DecodeOutput forward(const Model& model, const BatchPlan& plan, const std::vector<SeqKv>& kv,
-                     const DecodeOptions& options);
+                     const DecodeOptions& options, ActStats* stats = nullptr);
 
 }  // namespace crossicl::detail

@@ -19,6 +19,7 @@
 #include <fmt/format.h>
 
 #include "crossicl/core/error.h"
+#include "detail/calibration_text.h"
 #include "detail/enum_names.h"
 
 namespace crossicl {
@@ -176,7 +177,6 @@ Engine::Engine(const std::string& path, EngineOptions options) : options_(std::m
   if (options_.cache_bytes < 0)
     throw InvalidArgument(fmt::format("cache_bytes must be >= 0 (cache_bytes={})", options_.cache_bytes));
   if (options_.threads > 0) at::set_num_threads(options_.threads);
-  model_ = Model::load(path, {options_.dtype, options_.device, options_.quantize});
   namespace fs = std::filesystem;
   std::string tok = options_.tokenizer;
   if (tok.empty() && fs::is_directory(path)) {
@@ -190,9 +190,26 @@ Engine::Engine(const std::string& path, EngineOptions options) : options_(std::m
     tokenizer_ = std::shared_ptr<Tokenizer>(Tokenizer::from_file(tok));
   else if (is_gguf_file(path))
     tokenizer_ = std::shared_ptr<Tokenizer>(tokenizer_from_gguf(path));
+  ModelOptions model_options{options_.dtype, options_.device, options_.quantize, {}};
+  model_options.int8.smooth_alpha = options_.smooth_alpha;
+  if (options_.quantize == Quantize::Int8) model_options.int8.calibration = calibration_ids();
+  model_ = Model::load(path, model_options);
   n_ctx_ = options_.n_ctx > 0 ? options_.n_ctx : model_->config().max_seq_len;
   ctx_ = std::make_unique<Context>(model_, ContextOptions{n_ctx_});
   if (options_.cache_bytes > 0) cache_ = prefix_cache_for(*model_, options_.cache_bytes);
+}
+
+std::vector<std::vector<std::int32_t>> Engine::calibration_ids() const {
+  std::vector<std::vector<std::int32_t>> out;
+  if (!tokenizer_) {
+    if (!options_.calibration.empty())
+      throw InvalidArgument("calibration texts need a tokenizer (pass tokenizer=, or no calibration)");
+    return out;  // the model calibrates on its own fixed token ids (Int8Options)
+  }
+  if (options_.calibration.empty())
+    for (std::string_view text : detail::kCalibrationTexts) out.push_back(tokenizer_->encode(text, true));
+  for (const std::string& text : options_.calibration) out.push_back(tokenizer_->encode(text, true));
+  return out;
 }
 
 CacheStats Engine::cache_stats() const {

@@ -68,6 +68,17 @@ std::vector<QuantLayer> quantize_layers(std::vector<LayerWeights>& layers) {
   return out;
 }
 
+// 512 token ids in [0, vocab) from a fixed linear congruential sequence: calibration when none is given.
+std::vector<std::vector<std::int32_t>> fixed_calibration(std::int64_t vocab) {
+  std::uint64_t state = 0x9E3779B97F4A7C15ULL;
+  std::vector<std::int32_t> ids;
+  for (int i = 0; i < 512; ++i) {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    ids.push_back(static_cast<std::int32_t>((state >> 33) % static_cast<std::uint64_t>(vocab)));
+  }
+  return {ids};
+}
+
 }  // namespace
 
 Quantize quantize_from_name(std::string_view name) {
@@ -90,17 +101,30 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const ModelOpt
   Weights w = fs::is_directory(path) ? load_hf_dir(path, dtype)
               : is_gguf_file(path)    ? load_gguf(path, dtype)
                                       : load_llama2c(path, dtype);
-  return std::make_shared<const Model>(std::move(w), device, options.quantize);
+  return std::make_shared<const Model>(std::move(w), device, options.quantize, options.int8);
 }
 
-Model::Model(Weights weights, c10::Device device, Quantize quantize)
-    : weights_(std::move(weights)), device_(device), quantize_(quantize) {
+Model::Model(Weights weights, c10::Device device, Quantize quantize, const Int8Options& int8)
+    : weights_(std::move(weights)), device_(device) {
   weights_.config.validate("Model");
   for (LayerWeights& l : weights_.layers) fuse_projections(l);
-  if (quantize_ == Quantize::Int8) {
+  inv_freq_ = detail::rope_inv_freq(weights_.config);
+  if (quantize == Quantize::Int8) {
     if (weights_.dtype != at::kFloat || !device_.is_cpu())
       throw InvalidArgument("quantize 'int8' needs float32 weights on the cpu");
+    if (!(int8.smooth_alpha >= 0 && int8.smooth_alpha <= 1))
+      throw InvalidArgument(fmt::format("smooth_alpha must be in [0, 1] (smooth_alpha={})", int8.smooth_alpha));
+    if (int8.smooth_alpha > 0) {
+      // this model is still float32 here (quantize_ None): the calibration runs the float forward pass
+      const detail::ActStats stats =
+          detail::calibrate(*this, int8.calibration.empty() ? fixed_calibration(weights_.config.vocab_size)
+                                                            : int8.calibration);
+      for (LayerWeights& l : weights_.layers)
+        for (const at::Tensor* t : {&l.wo, &l.w2}) detail::release_mapped_pages(*t);  // replaced by smoothing
+      detail::smooth_layers(weights_.layers, weights_.config, stats, int8.smooth_alpha);
+    }
     quant_layers_ = quantize_layers(weights_.layers);
+    quantize_ = Quantize::Int8;
     // The LM head per vocabulary row, which is also the per-row quantisation of the embedding table: a tied
     // model keeps one int8 table for both.
     const bool tied = weights_.output.is_same(weights_.tok_embeddings);
@@ -124,7 +148,7 @@ Model::Model(Weights weights, c10::Device device, Quantize quantize)
     else
       move(weights_.output);
   }
-  inv_freq_ = detail::rope_inv_freq(weights_.config).to(device_);
+  inv_freq_ = inv_freq_.to(device_);
 }
 
 std::int64_t Model::weight_bytes() const {

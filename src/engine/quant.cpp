@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -52,14 +53,58 @@ QuantWeight quantize_linear(const at::Tensor& w) {
   return r;
 }
 
+QuantWeight quantize_rms_norm(const at::Tensor& x_in, const at::Tensor& weight, double eps, Isa isa) {
+  check_float_matrix(x_in, "quantize_rms_norm");
+  const at::Tensor x = x_in.contiguous(), w = weight.contiguous();
+  const std::int64_t n = x.size(0), dim = x.size(1);
+  if (w.scalar_type() != at::kFloat || w.numel() != dim)
+    throw InvalidArgument(fmt::format("quantize_rms_norm: weight of {} float32 expected (got {} {})", dim,
+                                      w.numel(), c10::toString(w.scalar_type())));
+  QuantWeight out{at::empty({n, dim}, x.options().dtype(at::kChar)), at::empty({n}, x.options())};
+  const float* xp = x.data_ptr<float>();
+  const float* wp = w.data_ptr<float>();
+  std::int8_t* qp = out.q.data_ptr<std::int8_t>();
+  float* sp = out.scale.data_ptr<float>();
+  check_isa(isa, "quantize");
+  at::parallel_for(0, n, grain(dim), [&](std::int64_t r0, std::int64_t r1) {
+    std::vector<float> buf(dim);
+    CROSSICL_ISA_CALL(isa, "quantize", quantize_rms_norm_span, xp, wp, dim, static_cast<float>(eps), r0, r1,
+                      buf.data(), qp, sp);
+  });
+  return out;
+}
+
+QuantWeight quantize_silu_mul(at::Tensor& gu, Isa isa) {
+  check_float_matrix(gu, "quantize_silu_mul");
+  if (!gu.is_contiguous() || gu.size(1) % 2 != 0)
+    throw InvalidArgument(fmt::format("quantize_silu_mul: contiguous [n, 2 * hidden] expected (got [{}, {}])",
+                                      gu.size(0), gu.size(1)));
+  const std::int64_t n = gu.size(0), h = gu.size(1) / 2;
+  at::Tensor gate = gu.narrow(1, 0, h);
+  at::silu_(gate);  // ATen's vectorised SiLU, in place
+  QuantWeight out{at::empty({n, h}, gu.options().dtype(at::kChar)), at::empty({n}, gu.options())};
+  const float* gp = gu.data_ptr<float>();
+  std::int8_t* qp = out.q.data_ptr<std::int8_t>();
+  float* sp = out.scale.data_ptr<float>();
+  check_isa(isa, "quantize");
+  at::parallel_for(0, n, grain(h), [&](std::int64_t r0, std::int64_t r1) {
+    std::vector<float> buf(h);
+    CROSSICL_ISA_CALL(isa, "quantize", quantize_mul_span, gp, h, r0, r1, buf.data(), qp, sp);
+  });
+  return out;
+}
+
 at::Tensor linear_int8(const at::Tensor& x, const QuantWeight& w, Isa isa) {
   check_float_matrix(x, "linear_int8");
-  if (x.size(1) != w.q.size(1))
-    throw InvalidArgument(fmt::format("linear_int8: input has {} features, the weight {}", x.size(1), w.q.size(1)));
-  const QuantWeight xq = quantize_rows(x, isa);
+  return linear_int8(quantize_rows(x, isa), w, isa);
+}
+
+at::Tensor linear_int8(const QuantWeight& xq, const QuantWeight& w, Isa isa) {
+  if (xq.q.dim() != 2 || xq.q.size(1) != w.q.size(1))
+    throw InvalidArgument(fmt::format("linear_int8: input has {} features, the weight {}", xq.q.size(-1), w.q.size(1)));
   const at::Tensor acc = at::_int_mm(xq.q, w.q.t());  // [n, out] int32, exact
   const std::int64_t n = acc.size(0), m = acc.size(1);
-  at::Tensor out = at::empty({n, m}, x.options());  // [n, out]
+  at::Tensor out = at::empty({n, m}, xq.scale.options());  // [n, out]
   const std::int32_t* ap = acc.data_ptr<std::int32_t>();
   const float* xs = xq.scale.data_ptr<float>();
   const float* ws = w.scale.data_ptr<float>();

@@ -45,18 +45,33 @@ struct Pass {
   Kernels kernels;
   at::Tensor cos, sin;           // [n, 1, head_dim] RoPE tables of the packed positions
   double scale;                  // attention scale 1 / sqrt(head_dim)
+  ActStats* stats;               // calibration: Linear input maxima recorded here (null = not gathered)
 };
 
 // x W^T by the weight's representation: the int8 one when the model is quantised (`q` not null), else float.
-at::Tensor project(const at::Tensor& x,  // [n, in]
+// Records x's channel maxima as input `slot` of block `layer` when the pass gathers them.
+at::Tensor project(const Pass& p, std::int64_t layer, ActSlot slot,
+                   const at::Tensor& x,  // [n, in]
                    const at::Tensor& w,  // [out, in] float (undefined when quantised)
                    const QuantWeight* q) {  // -> [n, out]
+  if (p.stats) p.stats->observe(layer, slot, x);
   return q ? detail::linear_int8(x, *q) : detail::linear(x, w);
 }
 
 at::Tensor norm(const Pass& p, const at::Tensor& x, const at::Tensor& w) {  // [n, dim] -> [n, dim]
   return p.kernels.loop_elementwise ? detail::rms_norm_cpu(x, w, p.c.norm_eps)
                                     : detail::rms_norm(x, w, p.c.norm_eps);
+}
+
+// A sublayer's first Linear on the RMSNorm of the residual stream: int8 models normalise and quantise each row in
+// one pass (quantize_rms_norm, whatever the pass size); float models through norm and project.
+at::Tensor norm_project(const Pass& p, std::int64_t layer, ActSlot slot,
+                        const at::Tensor& x,       // [n, dim] residual stream
+                        const at::Tensor& norm_w,  // [dim] RMSNorm weight
+                        const at::Tensor& w,       // [out, dim] float (undefined when quantised)
+                        const QuantWeight* q) {    // -> [n, out]
+  if (q && !p.stats) return detail::linear_int8(detail::quantize_rms_norm(x, norm_w, p.c.norm_eps), *q);
+  return project(p, layer, slot, norm(p, x, norm_w), w, q);
 }
 
 // Query positions p0 .. T-1 as a column and key positions 0 .. T-1 as a row, for a causal mask.
@@ -133,11 +148,12 @@ void attend(const Pass& p,
 // Self-attention of one block over the packed batch: qkv projection, RoPE on queries and keys, the new keys and
 // values into each sequence's cache, attention of each sequence over its cache, output projection.
 at::Tensor attention(const Pass& p, const LayerWeights& L, const QuantLayer* Q, std::int64_t layer,
-                     const at::Tensor& h) {  // [n, dim] normalised -> [n, dim]
-  const std::int64_t n = h.size(0), nh = p.c.n_heads, kvh = p.c.n_kv_heads, hd = p.c.head_dim;
-  at::Tensor qkv = project(h, L.wqkv, Q ? &Q->wqkv : nullptr).view({n, nh + 2 * kvh, hd});  // [n, nh + 2 kvh, hd]
+                     const at::Tensor& x) {  // [n, dim] residual stream -> [n, dim]
+  const std::int64_t n = x.size(0), nh = p.c.n_heads, kvh = p.c.n_kv_heads, hd = p.c.head_dim;
+  at::Tensor qkv = norm_project(p, layer, kSlotQkv, x, L.attention_norm, L.wqkv, Q ? &Q->wqkv : nullptr)
+                       .view({n, nh + 2 * kvh, hd});  // [n, nh + 2 kvh, hd]
   at::Tensor q, k;
-  if (p.kernels.loop_elementwise) {
+  if (p.kernels.loop_elementwise || Q) {  // int8 models: the loop at any size (no ATen rotate_half copies)
     detail::rope_qk_cpu(qkv, nh + kvh, p.cos, p.sin);  // in place on the query and key heads
     q = qkv.narrow(1, 0, nh);                          // [n, n_heads, head_dim]
     k = qkv.narrow(1, nh, kvh);                        // [n, n_kv_heads, head_dim]
@@ -158,21 +174,22 @@ at::Tensor attention(const Pass& p, const LayerWeights& L, const QuantLayer* Q, 
     at::Tensor rows = attn.narrow(0, span.start, span.len);  // [len, n_heads, head_dim]
     attend(p, q.narrow(0, span.start, span.len), k_cache, v_cache, span.p0, rows);
   }
-  return project(attn.view({n, nh * hd}), L.wo, Q ? &Q->wo : nullptr);  // [n, dim]
+  return project(p, layer, kSlotO, attn.view({n, nh * hd}), L.wo, Q ? &Q->wo : nullptr);  // [n, dim]
 }
 
-// SwiGLU: w2(silu(w1 h) * w3 h), the gate and up projections as one product.
-at::Tensor feed_forward(const Pass& p, const LayerWeights& L, const QuantLayer* Q,
-                        const at::Tensor& h) {  // [n, dim] normalised -> [n, dim]
-  at::Tensor gu = project(h, L.w13, Q ? &Q->w13 : nullptr);  // [n, 2 hidden_dim] (gate, up)
-  at::Tensor ff;                             // [n, hidden_dim]
+// SwiGLU on h = RMSNorm(x): w2(silu(w1 h) * w3 h), the gate and up projections as one product.
+at::Tensor feed_forward(const Pass& p, const LayerWeights& L, const QuantLayer* Q, std::int64_t layer,
+                        const at::Tensor& x) {  // [n, dim] residual stream -> [n, dim]
+  at::Tensor gu = norm_project(p, layer, kSlotGateUp, x, L.ffn_norm, L.w13, Q ? &Q->w13 : nullptr);  // [n, 2 hidden]
+  if (Q && !p.stats) return detail::linear_int8(detail::quantize_silu_mul(gu), Q->w2);  // [n, dim]
+  at::Tensor ff;  // [n, hidden_dim]
   if (p.kernels.loop_elementwise) {
     ff = detail::silu_mul_cpu(gu);
   } else {
     const std::int64_t H = gu.size(1) / 2;
     ff = at::silu(gu.narrow(1, 0, H)) * gu.narrow(1, H, H);
   }
-  return project(ff, L.w2, Q ? &Q->w2 : nullptr);  // [n, dim]
+  return project(p, layer, kSlotDown, ff, L.w2, Q ? &Q->w2 : nullptr);  // [n, dim]
 }
 
 }  // namespace
@@ -234,14 +251,15 @@ BatchPlan plan_batch(const Batch& batch, const DecodeOptions& options, const Con
 }
 
 DecodeOutput forward(const Model& model, const BatchPlan& plan, const std::vector<SeqKv>& kv,
-                     const DecodeOptions& options) {
+                     const DecodeOptions& options, ActStats* stats) {
   const Config& c = model.config();
   const Weights& W = model.weights();
   const auto long_opts = at::TensorOptions().dtype(at::kLong);
   at::Tensor tokens = at::tensor(plan.tokens, long_opts).to(model.device());        // [n]
   at::Tensor positions = at::tensor(plan.positions, long_opts).to(model.device());  // [n]
   at::Tensor rows = at::tensor(plan.out_rows, long_opts).to(model.device());        // [n_out]
-  Pass p{c, plan, kv, pick_kernels(model, tokens.size(0)), {}, {}, 1.0 / std::sqrt(static_cast<double>(c.head_dim))};
+  Pass p{c, plan, kv, pick_kernels(model, tokens.size(0)), {}, {}, 1.0 / std::sqrt(static_cast<double>(c.head_dim)),
+         stats};
   detail::rope_cos_sin(positions, model.inv_freq(), model.dtype(), p.cos, p.sin);
 
   std::vector<at::Tensor> hidden(c.n_layers + 1);  // requested layers only, [n_out, dim]
@@ -256,8 +274,8 @@ DecodeOutput forward(const Model& model, const BatchPlan& plan, const std::vecto
   for (std::int64_t l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = W.layers[l];
     const QuantLayer* Q = int8 ? &model.quant_layers()[l] : nullptr;
-    x.add_(attention(p, L, Q, l, norm(p, x, L.attention_norm)));  // [n, dim] residual
-    x.add_(feed_forward(p, L, Q, norm(p, x, L.ffn_norm)));         // [n, dim] residual
+    x.add_(attention(p, L, Q, l, x));     // [n, dim] residual
+    x.add_(feed_forward(p, L, Q, l, x));  // [n, dim] residual
     if (l + 1 < c.n_layers && wanted(l + 1)) hidden[l + 1] = x.index_select(0, rows);
   }
   at::Tensor xo = norm(p, x.index_select(0, rows), W.norm);  // [n_out, dim] final norm
@@ -265,7 +283,10 @@ DecodeOutput forward(const Model& model, const BatchPlan& plan, const std::vecto
 
   DecodeOutput out;
   if (options.logits)  // [n_out, vocab_size]
-    out.logits = project(xo, W.output, int8 ? &model.quant_output() : nullptr).to(at::kFloat).cpu().contiguous();
+    out.logits = (int8 ? detail::linear_int8(xo, model.quant_output()) : detail::linear(xo, W.output))
+                     .to(at::kFloat)
+                     .cpu()
+                     .contiguous();
   for (int layer : options.hidden_layers) out.hidden.push_back(hidden[layer].to(at::kFloat).cpu().contiguous());
   return out;
 }

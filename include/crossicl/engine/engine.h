@@ -82,6 +82,10 @@ struct EngineOptions {
   std::string device = "cpu";       // "cpu" or "cuda[:i]"; InvalidArgument naming it when unavailable
   Quantize quantize = Quantize::None;  // Int8: W8A8 Linear layers (model.h; float32 on the cpu only, else
                                        // InvalidArgument)
+  std::vector<std::string> calibration;  // Int8: texts run once at load to calibrate smoothing (model.h,
+                                         // Int8Options); empty = crossicl's built-in calibration texts
+                                         // (fixed token ids when the engine has no tokenizer)
+  double smooth_alpha = 0.5;             // Int8: SmoothQuant strength in [0, 1] (0 = no smoothing)
   int threads = 0;                  // torch intra-op threads (0 = torch default); capped at the CPUs this
                                     // process may run on (available_cpus(); Engine::threads() tells the count
                                     // used). Set at construction through at::set_num_threads, which is
@@ -236,6 +240,9 @@ class Engine {
   at::Tensor logits(const std::vector<std::int32_t>& token_ids);
 
  private:
+  // The token ids of the calibration texts for Quantize::Int8 (options_.calibration, else the built-in ones);
+  // empty without a tokenizer (the model then uses fixed ids).
+  std::vector<std::vector<std::int32_t>> calibration_ids() const;
   struct Prefill;
   struct ScoreItem;
   class Call;  // holds mutex_ for one serialised call (engine.cpp)

@@ -34,11 +34,22 @@ Quantize quantize_from_name(std::string_view name);
 /// The name of a quantisation ("none", "int8").
 std::string_view quantize_name(Quantize quantize);
 
+/// How Quantize::Int8 prepares the weights.
+struct Int8Options {
+  std::vector<std::vector<std::int32_t>> calibration;  // token id sequences run once in float32 at load to
+                                                       // measure each Linear input's channel maxima for
+                                                       // smoothing; empty = 512 fixed pseudo-random ids (Engine
+                                                       // passes its calibration texts, engine.h)
+  double smooth_alpha = 0.5;  // SmoothQuant migration strength in [0, 1]: 0 = no smoothing (no calibration
+                              // run), 1 moves all of the activations' range into the weights
+};
+
 /// How to load a model.
 struct ModelOptions {
   c10::ScalarType dtype = at::kFloat;  // compute and storage dtype: float32 or bfloat16 (float16 on cuda)
   std::string device = "cpu";          // "cpu" or "cuda[:index]" (needs a CUDA build of torch)
   Quantize quantize = Quantize::None;  // Int8: W8A8 Linear layers (float32 on the cpu only; InvalidArgument else)
+  Int8Options int8;                    // calibration and smoothing of Quantize::Int8 (ignored otherwise)
 };
 
 /// A Linear weight quantised to int8, symmetric per output channel: w[o, i] ~ q[o, i] * scale[o] with
@@ -71,8 +82,10 @@ class Model {
   /// (`quantize`). With Quantize::Int8 the float Linear weights (LayerWeights::wq .. w13) are released (undefined
   /// tensors) and quant_layers() holds them; the LM head and the token embeddings become one int8 table per
   /// matrix (quant_output(), quant_embeddings(); weights().output and tok_embeddings undefined), the embedding
-  /// rows dequantised on lookup.
-  Model(Weights weights, c10::Device device, Quantize quantize = Quantize::None);
+  /// rows dequantised on lookup. Unless int8.smooth_alpha is 0, the float model first runs int8.calibration and its
+  /// blocks are smoothed (SmoothQuant, detail/engine_quant.h) before they are quantised: the RMSNorm weights of
+  /// weights().layers then differ from the file's, and the float function is unchanged up to rounding.
+  Model(Weights weights, c10::Device device, Quantize quantize = Quantize::None, const Int8Options& int8 = {});
 
   const Config& config() const { return weights_.config; }
   const Weights& weights() const { return weights_; }

@@ -13,6 +13,7 @@
 
 #include "crossicl/core/error.h"
 #include "crossicl/core/isa.h"
+#include "crossicl/engine/context.h"
 #include "crossicl/engine/engine.h"
 #include "crossicl/engine/model.h"
 #include "detail/engine_quant.h"
@@ -211,4 +212,72 @@ TEST_CASE("stories260K int8: greedy ids and logits do not depend on the prefix c
     const auto alone = cold.generate(std::vector<std::vector<std::int32_t>>{prompts[i]}, g);
     CHECK(alone[0].token_ids == want[i].token_ids);
   }
+}
+
+namespace {
+
+// Logits of every position of `ids` through a fresh KV cache of `model`.
+at::Tensor all_logits(const std::shared_ptr<const Model>& model, const std::vector<std::int32_t>& ids) {
+  Context ctx(model);
+  Batch b;
+  for (std::size_t i = 0; i < ids.size(); ++i) b.add(ids[i], static_cast<std::int32_t>(i), 0, true);
+  return ctx.decode(b).logits;  // [n, vocab]
+}
+
+std::vector<std::int32_t> some_ids(std::size_t n, int salt) {
+  std::vector<std::int32_t> ids{1};
+  for (std::size_t i = 1; i < n; ++i) ids.push_back(static_cast<std::int32_t>(3 + (i * 97 + salt * 31) % 509));
+  return ids;
+}
+
+}  // namespace
+
+TEST_CASE("smoothing keeps the float function and, with an outlier channel, shrinks the int8 error",
+          "[engine][quant][model]") {
+  const std::string p = stories_bin();
+  if (p.empty()) return;
+  const auto base = std::make_shared<const Model>(load_llama2c(p, at::kFloat), c10::Device(c10::kCPU));
+  const std::vector<std::int32_t> ids = some_ids(48, 1);
+  const at::Tensor want = all_logits(base, ids);
+  const double range = (want.max() - want.min()).item<double>();
+
+  // Smoothed float weights: the same logits up to float rounding, though the norm weights moved.
+  Weights smoothed = base->weights();
+  const quant::ActStats stats = quant::calibrate(*base, {some_ids(64, 2), some_ids(32, 3)});
+  REQUIRE(stats.amax.size() == smoothed.layers.size());
+  quant::smooth_layers(smoothed.layers, smoothed.config, stats, 0.5);
+  CHECK_FALSE(at::equal(smoothed.layers[0].attention_norm, base->weights().layers[0].attention_norm));
+  const auto same = std::make_shared<const Model>(smoothed, c10::Device(c10::kCPU));
+  CHECK((all_logits(same, ids) - want).abs().max().item<double>() <= 1e-4 * range);
+
+  // Channel 5 of every block's attention input made 40x larger and its qkv column 40x smaller: the same float
+  // function, but a per-token int8 scale now spends its range on one channel. Smoothing takes it back.
+  Weights outlier = base->weights();
+  for (LayerWeights& l : outlier.layers) {
+    l.attention_norm = l.attention_norm.clone();
+    l.attention_norm[5].mul_(40);
+    l.wqkv = l.wqkv.clone();
+    l.wqkv.select(1, 5).div_(40);
+  }
+  Int8Options plain;
+  plain.smooth_alpha = 0;
+  Int8Options smooth;  // default alpha, fixed calibration ids
+  const auto q_plain = std::make_shared<const Model>(outlier, c10::Device(c10::kCPU), Quantize::Int8, plain);
+  const auto q_smooth = std::make_shared<const Model>(outlier, c10::Device(c10::kCPU), Quantize::Int8, smooth);
+  const double err_plain = (all_logits(q_plain, ids) - want).abs().mean().item<double>();
+  const double err_smooth = (all_logits(q_smooth, ids) - want).abs().mean().item<double>();
+  INFO("mean |logit error|: no smoothing " << err_plain << ", smoothing " << err_smooth);
+  CHECK(err_smooth < 0.5 * err_plain);
+}
+
+TEST_CASE("int8 options: smooth_alpha outside [0, 1] and calibration texts without a tokenizer are refused",
+          "[engine][quant][model]") {
+  const std::string p = stories_bin();
+  if (p.empty()) return;
+  ModelOptions m{at::kFloat, "cpu", Quantize::Int8, {}};
+  m.int8.smooth_alpha = 1.5;
+  CHECK_THROWS_WITH(Model::load(p, m), "smooth_alpha must be in [0, 1] (smooth_alpha=1.5)");
+  EngineOptions e = int8_options();
+  e.calibration = {"some text"};
+  CHECK_THROWS_WITH(Engine(p, e), "calibration texts need a tokenizer (pass tokenizer=, or no calibration)");
 }
