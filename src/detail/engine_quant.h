@@ -83,7 +83,7 @@ ActStats calibrate(const Model& model, const std::vector<std::vector<std::int32_
 /// RMSNorm weights (qkv, gate/up), the up-projection rows (down) and the value rows (output projection; one
 /// factor per key-value channel, shared by the query heads of a group). Channels never seen (a_j = 0) or with
 /// an all-zero column keep s_j = 1. New tensors replace the smoothed ones (memory-mapped weights are never
-/// written).
+/// written), and the part views (wq .. w3) are remade on the new fused tensors.
 void smooth_layers(std::vector<LayerWeights>& layers, const Config& config, const ActStats& stats, double alpha);
 
 }  // namespace crossicl::detail

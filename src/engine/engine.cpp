@@ -194,6 +194,9 @@ Engine::Engine(const std::string& path, EngineOptions options) : options_(std::m
   model_options.int8.smooth_alpha = options_.smooth_alpha;
   if (options_.quantize == Quantize::Int8) model_options.int8.calibration = calibration_ids();
   model_ = Model::load(path, model_options);
+#if defined(__GLIBC__)
+  ::malloc_trim(0);  // int8: the float weights, calibration and smoothing transients freed during the load
+#endif
   n_ctx_ = options_.n_ctx > 0 ? options_.n_ctx : model_->config().max_seq_len;
   ctx_ = std::make_unique<Context>(model_, ContextOptions{n_ctx_});
   if (options_.cache_bytes > 0) cache_ = prefix_cache_for(*model_, options_.cache_bytes);

@@ -119,9 +119,11 @@ Model::Model(Weights weights, c10::Device device, Quantize quantize, const Int8O
       const detail::ActStats stats =
           detail::calibrate(*this, int8.calibration.empty() ? fixed_calibration(weights_.config.vocab_size)
                                                             : int8.calibration);
-      for (LayerWeights& l : weights_.layers)
-        for (const at::Tensor* t : {&l.wo, &l.w2}) detail::release_mapped_pages(*t);  // replaced by smoothing
+      std::vector<at::Tensor> replaced;  // wo, w2 as loaded: memory-mapped for some formats
+      for (const LayerWeights& l : weights_.layers) replaced.insert(replaced.end(), {l.wo, l.w2});
       detail::smooth_layers(weights_.layers, weights_.config, stats, int8.smooth_alpha);
+      // smoothing read them (faulting mapped pages back in) and made new tensors: drop the old pages now
+      for (const at::Tensor& t : replaced) detail::release_mapped_pages(t);
     }
     quant_layers_ = quantize_layers(weights_.layers);
     quantize_ = Quantize::Int8;

@@ -70,6 +70,7 @@ void smooth_layers(std::vector<LayerWeights>& layers, const Config& c, const Act
   for (std::size_t li = 0; li < layers.size(); ++li) {
     LayerWeights& l = layers[li];
     const std::int64_t H = l.w13.size(0) / 2;
+    const std::int64_t nq = l.wq.size(0), nk = l.wk.size(0), nv = l.wv.size(0);
     // Output projection: one factor per key-value channel (the value rows are shared by `group` query heads).
     {
       const at::Tensor a = observed(stats, li, kSlotO, nh * hd).view({kvh, group, hd}).amax(1);  // [kvh, hd]
@@ -100,6 +101,12 @@ void smooth_layers(std::vector<LayerWeights>& layers, const Config& c, const Act
       l.ffn_norm = l.ffn_norm / s;
       l.w13 = l.w13 * s.unsqueeze(0);
     }
+    // The parts as views of the new fused tensors, so nothing keeps the old ones alive.
+    l.wq = l.wqkv.narrow(0, 0, nq);
+    l.wk = l.wqkv.narrow(0, nq, nk);
+    l.wv = l.wqkv.narrow(0, nq + nk, nv);
+    l.w1 = l.w13.narrow(0, 0, H);
+    l.w3 = l.w13.narrow(0, H, H);
   }
 }
 
