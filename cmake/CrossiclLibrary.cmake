@@ -22,8 +22,13 @@ function(crossicl_add_library area)
   # The kernel files are compiled without multiply-add contraction: which products GCC fuses into FMA depends on
   # how it vectorises for each ISA; unfused, every path rounds the same operations in the same order (same bits).
   foreach(src ${sources})
-    if(src MATCHES "/(kernels|select_kernel|quant)\\.cpp$")
+    if(src MATCHES "/(kernels|select_kernel|quant|gemv)\\.cpp$")
       set_source_files_properties(${src} TARGET_DIRECTORY ${target} PROPERTIES COMPILE_OPTIONS -ffp-contract=off)
+    endif()
+    if(src MATCHES "/gemv\\.cpp$" AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+      # GCC vector types in internal inline functions: the note on their ABI across paths does not apply
+      set_source_files_properties(${src} TARGET_DIRECTORY ${target} PROPERTIES COMPILE_OPTIONS
+                                  "-ffp-contract=off;-Wno-psabi")
     endif()
   endforeach()
 endfunction()

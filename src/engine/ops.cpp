@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include "detail/engine_gemv.h"
 #include "detail/engine_ops.h"
 
 namespace crossicl::detail {
@@ -14,6 +15,7 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
 }
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w) {
+  if (gemv_applies(x, w)) return gemv(x, w);                 // [n, out]: decode steps on the CPU
   if (x.size(0) == 1) return at::mv(w, x[0]).unsqueeze(0);  // [1, out]
   return at::linear(x, w);                                   // [n, out]
 }

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "crossicl/core/error.h"
+#include "detail/engine_gemv.h"
 
 #define CROSSICL_ISA_BODY "engine/quant_body.inc"
 #include "detail/isa_instances.h"
@@ -102,7 +103,9 @@ at::Tensor linear_int8(const at::Tensor& x, const QuantWeight& w, Isa isa) {
 at::Tensor linear_int8(const QuantWeight& xq, const QuantWeight& w, Isa isa) {
   if (xq.q.dim() != 2 || xq.q.size(1) != w.q.size(1))
     throw InvalidArgument(fmt::format("linear_int8: input has {} features, the weight {}", xq.q.size(-1), w.q.size(1)));
-  const at::Tensor acc = at::_int_mm(xq.q, w.q.t());  // [n, out] int32, exact
+  const std::int64_t rows = xq.q.size(0);
+  const at::Tensor acc = rows >= 1 && rows <= kGemvMaxRows ? gemv_int8(xq.q, w.q, isa)       // decode steps
+                                                           : at::_int_mm(xq.q, w.q.t());  // [n, out] int32, exact
   const std::int64_t n = acc.size(0), m = acc.size(1);
   at::Tensor out = at::empty({n, m}, xq.scale.options());  // [n, out]
   const std::int32_t* ap = acc.data_ptr<std::int32_t>();

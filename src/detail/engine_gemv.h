@@ -1,0 +1,38 @@
+// Matrix-vector products for decode steps (a few rows of activations against a whole weight matrix): float32 and
+// bfloat16 weights as [out, in] rows, int8 weights (Quantize::Int8) as [out, in] or [in, out] rows. ATen's
+// addmv/linear goes through MKL's sgemv, whose speed depends on the CPU vendor; these stream each weight byte
+// once for all the rows, blocked by 4 output rows (or 2 input rows for [in, out] int8), with threads splitting
+// the output rows (the input rows for [in, out] int8, each thread summing into its own int32 buffer).
+// Compiled per instruction-set path (detail/isa.h) with -ffp-contract=off and a fixed summation order: the same
+// bits on every path. float sums differ from ATen's by rounding only (tests/cpp/engine/test_gemv.cpp); int8 sums
+// are exact, so the int8 result is bit-identical to at::_int_mm's.
+#pragma once
+
+#include <cstdint>
+
+#include <ATen/core/Tensor.h>
+
+#include "crossicl/core/isa.h"
+#include "crossicl/engine/model.h"
+
+namespace crossicl::detail {
+
+/// Most activation rows a matrix-vector product takes; more go to the GEMM.
+constexpr std::int64_t kGemvMaxRows = 4;
+
+/// Whether gemv() takes x W^T: CPU tensors, x [n, in] with 1 <= n <= kGemvMaxRows, float32 or bfloat16 like w,
+/// w [out, in] with unit column stride.
+bool gemv_applies(const at::Tensor& x, const at::Tensor& w);
+
+/// x W^T, summed in float32 and rounded once to x's dtype.
+at::Tensor gemv(const at::Tensor& x,       // [n, in] float32 or bfloat16
+                const at::Tensor& w,       // [out, in] same dtype, unit column stride
+                Isa isa = active_isa());   // -> [n, out]
+
+/// The exact int32 product of int8 rows xq [n, in] (n <= kGemvMaxRows) and an int8 weight w [out, in], stored as
+/// [out, in] rows or as a transposed view of [in, out] rows: what at::_int_mm(xq, w.t()) returns.
+at::Tensor gemv_int8(const at::Tensor& xq,     // [n, in] int8 contiguous
+                     const at::Tensor& w,      // [out, in] int8, unit stride in one of its dimensions
+                     Isa isa = active_isa());  // -> [n, out] int32
+
+}  // namespace crossicl::detail

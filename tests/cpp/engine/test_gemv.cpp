@@ -1,0 +1,130 @@
+// Matrix-vector kernels of decode (detail/engine_gemv.h): float32 and bfloat16 against ATen within a bound derived
+// from the reduction length, int8 bit-identical to at::_int_mm in both weight layouts, odd sizes and tails, every
+// ISA path giving the same bits. A hidden case ([.bench]) times them against ATen on SmolLM2's shapes.
+#include <chrono>
+#include <cstdio>
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+#include <catch2/catch.hpp>
+
+#include "crossicl/core/error.h"
+#include "crossicl/core/isa.h"
+#include "detail/engine_gemv.h"
+
+using namespace crossicl;
+namespace d = crossicl::detail;
+
+namespace {
+
+at::Generator gen(std::uint64_t seed) { return at::make_generator<at::CPUGeneratorImpl>(seed); }
+
+// |gemv - exact| <= in * u_eff * sum |x w| per output (a float32 sum of `in` products, any order), u_eff the unit
+// roundoff of float32 plus, for bfloat16 outputs, the final rounding of the result.
+void check_close(const at::Tensor& got, const at::Tensor& x, const at::Tensor& w) {
+  const at::Tensor xd = x.to(at::kDouble), wd = w.to(at::kDouble);
+  const at::Tensor exact = at::mm(xd, wd.t());
+  const at::Tensor mag = at::mm(xd.abs(), wd.abs().t());
+  const double in = static_cast<double>(x.size(1));
+  const double u = 0x1p-24;
+  at::Tensor bound = mag * (in * u) + 1e-30;
+  if (got.scalar_type() == at::kBFloat16) bound = bound + exact.abs() * 0x1p-8;
+  const at::Tensor err = (got.to(at::kDouble) - exact).abs();
+  CHECK(at::le(err, bound).all().item<bool>());
+}
+
+}  // namespace
+
+TEST_CASE("gemv float32 and bfloat16 match the exact product within the reduction bound", "[engine][gemv]") {
+  for (auto dtype : {at::kFloat, at::kBFloat16})
+    for (std::int64_t n : {1, 2, 3, 4})
+      for (auto [out, in] : {std::pair<std::int64_t, std::int64_t>{1, 1}, {3, 17}, {37, 300}, {96, 576},
+                             {7, 1536}, {130, 65}}) {
+        INFO(c10::toString(dtype) << " n=" << n << " out=" << out << " in=" << in);
+        const at::Tensor x = at::randn({n, in}, gen(n * 1000 + in)).to(dtype);
+        const at::Tensor w = at::randn({out, in}, gen(out * 7 + in)).to(dtype);
+        REQUIRE(d::gemv_applies(x, w));
+        const at::Tensor y = d::gemv(x, w);
+        REQUIRE(y.scalar_type() == dtype);
+        REQUIRE(y.sizes() == at::IntArrayRef({n, out}));
+        check_close(y, x, w);
+        // each row alone gives the same bits as in the batch
+        for (std::int64_t r = 0; r < n; ++r) CHECK(at::equal(d::gemv(x.narrow(0, r, 1), w), y.narrow(0, r, 1)));
+      }
+}
+
+TEST_CASE("gemv reads weight row views (row stride above the width)", "[engine][gemv]") {
+  const at::Tensor wide = at::randn({40, 200}, gen(1));
+  const at::Tensor w = wide.narrow(1, 0, 150);  // [40, 150], row stride 200
+  const at::Tensor x = at::randn({2, 150}, gen(2));
+  check_close(d::gemv(x, w), x, w);
+  CHECK_FALSE(d::gemv_applies(at::randn({5, 150}), w));  // more rows than a decode step: the GEMM
+  CHECK_FALSE(d::gemv_applies(x, w.t().contiguous().t()));  // columns not contiguous
+  CHECK_THROWS_AS(d::gemv(at::randn({5, 150}), w), InvalidArgument);
+}
+
+TEST_CASE("gemv_int8 equals at::_int_mm in both weight layouts", "[engine][gemv]") {
+  for (std::int64_t n : {1, 2, 3, 4})
+    for (auto [out, in] : {std::pair<std::int64_t, std::int64_t>{1, 1}, {5, 33}, {96, 576}, {576, 1536},
+                           {33, 70}, {3072, 576}}) {
+      INFO("n=" << n << " out=" << out << " in=" << in);
+      const at::Tensor xq = at::randint(-127, 128, {n, in}, gen(n + in)).to(at::kChar);
+      const at::Tensor rows = at::randint(-127, 128, {out, in}, gen(out + 3 * in)).to(at::kChar);  // [out, in]
+      const at::Tensor cols = rows.t().contiguous().t();  // the same matrix as a view of [in, out] rows
+      const at::Tensor want = at::_int_mm(xq, rows.t());  // [n, out] int32
+      CHECK(at::equal(d::gemv_int8(xq, rows), want));
+      CHECK(at::equal(d::gemv_int8(xq, cols), want));
+    }
+  // extreme values: every product -127 * -127, the sums exact
+  const at::Tensor xq = at::full({1, 1536}, -127, at::kChar);
+  const at::Tensor w = at::full({8, 1536}, -127, at::kChar);
+  CHECK(d::gemv_int8(xq, w).eq(1536 * 127 * 127).all().item<bool>());
+  CHECK(d::gemv_int8(xq, w.t().contiguous().t()).eq(1536 * 127 * 127).all().item<bool>());
+}
+
+TEST_CASE("gemv kernels give the same bits on every ISA path", "[engine][gemv]") {
+  const at::Tensor x = at::randn({3, 301}, gen(5));
+  const at::Tensor w = at::randn({45, 301}, gen(6));
+  const at::Tensor wb = w.to(at::kBFloat16), xb = x.to(at::kBFloat16);
+  const at::Tensor xq = at::randint(-127, 128, {3, 301}, gen(7)).to(at::kChar);
+  const at::Tensor wq = at::randint(-127, 128, {45, 301}, gen(8)).to(at::kChar);
+  const at::Tensor f = d::gemv(x, w, Isa::baseline), b = d::gemv(xb, wb, Isa::baseline);
+  const at::Tensor q = d::gemv_int8(xq, wq.t().contiguous().t(), Isa::baseline);
+  for (Isa isa : supported_isas()) {
+    INFO(isa_name(isa));
+    CHECK(at::equal(d::gemv(x, w, isa), f));
+    CHECK(at::equal(d::gemv(xb, wb, isa), b));
+    CHECK(at::equal(d::gemv_int8(xq, wq.t().contiguous().t(), isa), q));
+    CHECK(at::equal(d::gemv_int8(xq, wq, isa), q));
+  }
+}
+
+TEST_CASE("gemv timings against ATen on SmolLM2's shapes", "[.bench]") {
+  auto best = [](auto&& fn) {
+    fn();
+    double b = 1e9;
+    for (int r = 0; r < 20; ++r) {
+      const auto t0 = std::chrono::steady_clock::now();
+      fn();
+      b = std::min(b, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    return b;
+  };
+  std::printf("threads %d\n", at::get_num_threads());
+  for (auto [out, in] : {std::pair<std::int64_t, std::int64_t>{960, 576}, {3072, 576}, {576, 1536}, {49152, 576}}) {
+    const at::Tensor x = at::randn({1, in}), w = at::randn({out, in});
+    const at::Tensor xq = at::randint(-127, 128, {1, in}).to(at::kChar);
+    const at::Tensor wq = at::randint(-127, 128, {out, in}).to(at::kChar);
+    const at::Tensor wqc = wq.t().contiguous().t();
+    const double t_mv = best([&] { return at::mv(w, x[0]); });
+    const double t_g = best([&] { return d::gemv(x, w); });
+    const double t_i = best([&] { return at::_int_mm(xq, wq.t()); });
+    const double t_qr = best([&] { return d::gemv_int8(xq, wq); });
+    const double t_qc = best([&] { return d::gemv_int8(xq, wqc); });
+    const double fb = static_cast<double>(out * in * 4), qb = static_cast<double>(out * in);
+    std::printf("[%lld x %lld] f32: at::mv %.1f GB/s, gemv %.1f GB/s | int8: _int_mm %.1f, rows %.1f, cols %.1f GB/s\n",
+                static_cast<long long>(out), static_cast<long long>(in), fb / t_mv / 1e9, fb / t_g / 1e9,
+                qb / t_i / 1e9, qb / t_qr / 1e9, qb / t_qc / 1e9);
+  }
+}
