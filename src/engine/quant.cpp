@@ -29,21 +29,28 @@ void check_float_matrix(const at::Tensor& x, const char* what) {
                                       c10::toString(x.scalar_type()), x.device().str()));
 }
 
+// q [n, k] int8 and scale [n] float32 (on `opts`' device), rows filled in parallel by fill(r0, r1, q, scale).
+template <class Fill>
+QuantWeight quantize_each_row(std::int64_t n, std::int64_t k, const at::TensorOptions& opts, Isa isa, Fill&& fill) {
+  QuantWeight out{at::empty({n, k}, opts.dtype(at::kChar)), at::empty({n}, opts.dtype(at::kFloat))};
+  std::int8_t* qp = out.q.data_ptr<std::int8_t>();
+  float* sp = out.scale.data_ptr<float>();
+  check_isa(isa, "quantize");
+  at::parallel_for(0, n, grain(k), [&](std::int64_t r0, std::int64_t r1) { fill(r0, r1, qp, sp); });
+  return out;
+}
+
 }  // namespace
 
 QuantWeight quantize_rows(const at::Tensor& x_in, Isa isa) {
   check_float_matrix(x_in, "quantize_rows");
   const at::Tensor x = x_in.stride(1) == 1 ? x_in : x_in.contiguous();
-  const std::int64_t n = x.size(0), k = x.size(1), stride = x.stride(0);
-  QuantWeight out{at::empty({n, k}, x.options().dtype(at::kChar)), at::empty({n}, x.options())};
+  const std::int64_t k = x.size(1), stride = x.stride(0);
   const float* xp = x.data_ptr<float>();
-  std::int8_t* qp = out.q.data_ptr<std::int8_t>();
-  float* sp = out.scale.data_ptr<float>();
-  check_isa(isa, "quantize");
-  at::parallel_for(0, n, grain(k), [&](std::int64_t r0, std::int64_t r1) {
-    CROSSICL_ISA_CALL(isa, "quantize", quantize_rows_span, xp, stride, k, r0, r1, qp, sp);
-  });
-  return out;
+  return quantize_each_row(x.size(0), k, x.options(), isa,
+                           [&](std::int64_t r0, std::int64_t r1, std::int8_t* qp, float* sp) {
+                             CROSSICL_ISA_CALL(isa, "quantize", quantize_rows_span, xp, stride, k, r0, r1, qp, sp);
+                           });
 }
 
 at::Tensor dequantize_rows(const QuantWeight& w) { return w.q.to(at::kFloat) * w.scale.unsqueeze(1); }
@@ -61,18 +68,13 @@ QuantWeight quantize_rms_norm(const at::Tensor& x_in, const at::Tensor& weight, 
   if (w.scalar_type() != at::kFloat || w.numel() != dim)
     throw InvalidArgument(fmt::format("quantize_rms_norm: weight of {} float32 expected (got {} {})", dim,
                                       w.numel(), c10::toString(w.scalar_type())));
-  QuantWeight out{at::empty({n, dim}, x.options().dtype(at::kChar)), at::empty({n}, x.options())};
   const float* xp = x.data_ptr<float>();
   const float* wp = w.data_ptr<float>();
-  std::int8_t* qp = out.q.data_ptr<std::int8_t>();
-  float* sp = out.scale.data_ptr<float>();
-  check_isa(isa, "quantize");
-  at::parallel_for(0, n, grain(dim), [&](std::int64_t r0, std::int64_t r1) {
+  return quantize_each_row(n, dim, x.options(), isa, [&](std::int64_t r0, std::int64_t r1, std::int8_t* qp, float* sp) {
     std::vector<float> buf(dim);
     CROSSICL_ISA_CALL(isa, "quantize", quantize_rms_norm_span, xp, wp, dim, static_cast<float>(eps), r0, r1,
                       buf.data(), qp, sp);
   });
-  return out;
 }
 
 QuantWeight quantize_silu_mul(at::Tensor& gu, Isa isa) {
@@ -83,16 +85,11 @@ QuantWeight quantize_silu_mul(at::Tensor& gu, Isa isa) {
   const std::int64_t n = gu.size(0), h = gu.size(1) / 2;
   at::Tensor gate = gu.narrow(1, 0, h);
   at::silu_(gate);  // ATen's vectorised SiLU, in place
-  QuantWeight out{at::empty({n, h}, gu.options().dtype(at::kChar)), at::empty({n}, gu.options())};
   const float* gp = gu.data_ptr<float>();
-  std::int8_t* qp = out.q.data_ptr<std::int8_t>();
-  float* sp = out.scale.data_ptr<float>();
-  check_isa(isa, "quantize");
-  at::parallel_for(0, n, grain(h), [&](std::int64_t r0, std::int64_t r1) {
+  return quantize_each_row(n, h, gu.options(), isa, [&](std::int64_t r0, std::int64_t r1, std::int8_t* qp, float* sp) {
     std::vector<float> buf(h);
     CROSSICL_ISA_CALL(isa, "quantize", quantize_mul_span, gp, h, r0, r1, buf.data(), qp, sp);
   });
-  return out;
 }
 
 at::Tensor linear_int8(const at::Tensor& x, const QuantWeight& w, Isa isa) {

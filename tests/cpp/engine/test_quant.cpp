@@ -16,6 +16,7 @@
 #include "crossicl/engine/context.h"
 #include "crossicl/engine/engine.h"
 #include "crossicl/engine/model.h"
+#include "detail/engine_kernels.h"
 #include "detail/engine_quant.h"
 #include "../test_data.h"
 
@@ -136,7 +137,7 @@ TEST_CASE("int8 kernels give the same bits on every ISA path", "[engine][quant]"
 TEST_CASE("quantize int8 needs float32 on the cpu", "[engine][quant][model]") {
   const std::string p = stories_bin();
   if (p.empty()) return;
-  CHECK_THROWS_WITH(Model::load(p, {at::kBFloat16, "cpu", Quantize::Int8}),
+  CHECK_THROWS_WITH(Model::load(p, {at::kBFloat16, "cpu", Quantize::Int8, {}}),
                     "quantize 'int8' needs dtype 'float32' on the cpu (got dtype 'bfloat16' on 'cpu')");
 }
 
@@ -280,4 +281,19 @@ TEST_CASE("int8 options: smooth_alpha outside [0, 1] and calibration texts witho
   EngineOptions e = int8_options();
   e.calibration = {"some text"};
   CHECK_THROWS_WITH(Engine(p, e), "calibration texts need a tokenizer (pass tokenizer=, or no calibration)");
+}
+
+TEST_CASE("fused RMSNorm and SiLU-gate quantisation equal the unfused ops bit for bit", "[engine][quant]") {
+  const at::Tensor x = sample_rows(19, 77, 9);
+  const at::Tensor w = at::rand({77}, gen(10)) + 0.5;
+  const QuantWeight fused = quant::quantize_rms_norm(x, w, 1e-5);
+  const QuantWeight ref = quant::quantize_rows(quant::rms_norm_cpu(x, w, 1e-5));
+  CHECK(at::equal(fused.q, ref.q));
+  CHECK(at::equal(fused.scale, ref.scale));
+  at::Tensor gu = at::randn({13, 2 * 40}, gen(11));
+  const at::Tensor gate = gu.narrow(1, 0, 40), up = gu.narrow(1, 40, 40);
+  const QuantWeight gref = quant::quantize_rows((at::silu(gate) * up).contiguous());
+  const QuantWeight gfused = quant::quantize_silu_mul(gu);
+  CHECK(at::equal(gfused.q, gref.q));
+  CHECK(at::equal(gfused.scale, gref.scale));
 }
