@@ -7,9 +7,12 @@
 #include <utility>
 #include <vector>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+
+#include "crossicl/core/error.h"
 
 namespace crossicl::bindings {
 
@@ -37,6 +40,13 @@ pybind11::array_t<T> to_numpy(std::vector<T>&& v, std::vector<pybind11::ssize_t>
   return pybind11::array_t<T>(std::move(shape), owned->data(), owner);
 }
 
+/// A C-contiguous 2-D numpy array of T. `obj` as such an array: the same array when it already is one, else a
+/// converted copy; InvalidArgument naming `what` and `shape` (e.g. "[rows, dim]") for anything else.
+template <class T>
+using Matrix = pybind11::array_t<T, pybind11::array::c_style | pybind11::array::forcecast>;
+template <class T>
+Matrix<T> as_matrix(const pybind11::handle& obj, const char* what, const char* shape);
+
 /// nlohmann::json -> Python (dict, list, str, int, float, bool, None).
 pybind11::object json_to_py(const nlohmann::json& j);
 /// Python (dict, list, tuple, str, int, float, bool, None) -> nlohmann::json; InvalidArgument for other types and
@@ -52,6 +62,19 @@ template <class F>
 auto released(F&& fn) {
   pybind11::gil_scoped_release release;
   return fn();
+}
+
+template <class T>
+Matrix<T> as_matrix(const pybind11::handle& obj, const char* what, const char* shape) {
+  Matrix<T> arr = Matrix<T>::ensure(obj);
+  if (!arr) {
+    PyErr_Clear();
+    throw InvalidArgument(fmt::format("{} must be a 2-D float array {} (got {})", what, shape,
+                                      std::string(pybind11::str(pybind11::type::of(obj).attr("__name__")))));
+  }
+  if (arr.ndim() != 2)
+    throw InvalidArgument(fmt::format("{} must be a 2-D array {} (got ndim={})", what, shape, arr.ndim()));
+  return arr;
 }
 
 }  // namespace crossicl::bindings

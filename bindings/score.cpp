@@ -1,5 +1,6 @@
 // Python bindings of crossicl/core/score.h and crossicl/core/stats.h: scorers (exact_match, accuracy, normalize,
-// majority_vote) and statistics (paired_ttest, headline_gain, accuracy_interval, incomplete_beta, student_t_sf).
+// majority_vote), statistics (paired_ttest, headline_gain, accuracy_interval, incomplete_beta, student_t_sf) and
+// contextual calibration (crossicl/core/calibrate.h).
 #include <map>
 #include <optional>
 #include <string>
@@ -12,6 +13,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "crossicl/core/calibrate.h"
 #include "crossicl/core/error.h"
 #include "crossicl/core/score.h"
 #include "crossicl/core/stats.h"
@@ -24,6 +26,12 @@ namespace crossicl::bindings {
 namespace {
 
 using Gold = std::variant<std::string, std::vector<std::string>>;
+
+// A 2-D float array (or nested lists) as a LabelMatrix; `what` names the argument in errors.
+LabelMatrix label_matrix(const py::handle& obj, const char* what) {
+  const Matrix<double> arr = as_matrix<double>(obj, what, "[rows, labels]");
+  return {arr.shape(0), arr.shape(1), std::vector<double>(arr.data(), arr.data() + arr.size())};
+}
 
 std::vector<std::string> labels_or_empty(const std::optional<std::vector<std::string>>& labels) {
   return labels ? *labels : std::vector<std::string>{};
@@ -179,6 +187,28 @@ mean over that target's sources.)doc");
   m.def("incomplete_beta", &incomplete_beta, py::arg("a"), py::arg("b"), py::arg("x"),
         "Regularized incomplete beta I_x(a, b) (scipy.special.betainc).");
   m.def("student_t_sf", &student_t_sf, py::arg("t"), py::arg("df"), "Student-t survival function P(T >= t).");
+
+  // ------------------------------------------------------------------ calibrate.h
+  m.def(
+      "calibrate",
+      [](const py::object& label_logprobs, const py::object& content_free_logprobs) {
+        const LabelMatrix x = label_matrix(label_logprobs, "label_logprobs");
+        const LabelMatrix cf = label_matrix(content_free_logprobs, "content_free_logprobs");
+        LabelMatrix q = released([&] { return calibrate(x, cf); });
+        return to_numpy(std::move(q.data), {static_cast<py::ssize_t>(q.rows), static_cast<py::ssize_t>(q.cols)});
+      },
+      py::arg("label_logprobs"), py::arg("content_free_logprobs"),
+      R"doc(Contextual calibration (Zhao et al., 2021): calibrated log-probabilities over the labels, [n, m] float64.
+
+label_logprobs [n, m]: each item's log-scores of the m labels (only each row's softmax matters).
+content_free_logprobs [c, m]: the same scores for c content-free inputs ("N/A", "", "[MASK]") in the same context.
+With p = softmax(row) and p_cf = the mean over the c rows of softmax(content-free row), each result row is
+log(q / sum(q)), q = p / p_cf: its arg-max is that of diag(p_cf)^-1 p. ValueError for mismatched widths, m = 0,
+c = 0 or a non-finite value.
+
+>>> import numpy as np
+>>> np.exp(crossicl.calibrate(np.log([[0.6, 0.4]]), np.log([[0.8, 0.2]])))
+array([[0.27272727, 0.72727273]]))doc");
 }
 
 }  // namespace crossicl::bindings

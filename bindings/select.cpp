@@ -24,19 +24,11 @@ namespace crossicl::bindings {
 
 namespace {
 
-using FloatMatrix = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using FloatMatrix = Matrix<float>;
 
-// `obj` as a float32 C-contiguous 2-D array: the same array when it already is one, else a converted copy.
+// `obj` as a float32 [rows, dim] array (see bindings::as_matrix).
 FloatMatrix as_matrix(const py::handle& obj, const char* what) {
-  FloatMatrix arr = FloatMatrix::ensure(obj);
-  if (!arr) {
-    PyErr_Clear();
-    throw InvalidArgument(fmt::format("{} must be a 2-D float array [rows, dim] (got {})", what,
-                                      std::string(py::str(py::type::of(obj).attr("__name__")))));
-  }
-  if (arr.ndim() != 2)
-    throw InvalidArgument(fmt::format("{} must be a 2-D array [rows, dim] (got ndim={})", what, arr.ndim()));
-  return arr;
+  return bindings::as_matrix<float>(obj, what, "[rows, dim]");
 }
 
 // A [rows, cols] numpy array owning `v` (no copy).

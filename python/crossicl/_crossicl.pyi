@@ -8,7 +8,7 @@ import numpy
 import numpy.typing
 import os
 import typing
-__all__: list[str] = ['BM25TopK', 'CosineTopK', 'Engine', 'Example', 'FixedDemo', 'GGUFFile', 'GGUFTensorInfo', 'GenerateResult', 'InvalidArgument', 'LabelBalancedTopK', 'Limits', 'LoadError', 'MMR', 'MixedCosineTopK', 'ModelConfig', 'PaperPack', 'Prompt', 'PromptBuilder', 'RandomSelector', 'RopeScaling', 'ScoreResult', 'SourceBlock', 'Span', 'TTestResult', 'Task', 'TaskSet', 'Template', 'Tokenizer', 'accuracy', 'accuracy_interval', 'check_truncation', 'dequantize', 'exact_match', 'has_engine', 'headline_gain', 'incomplete_beta', 'is_pandas_na', 'kernel_isa', 'limits', 'load_examples', 'load_tasks', 'majority_vote', 'normalize', 'normalize_gold', 'numpy_legacy_permutation', 'paired_ttest', 'paper_methods', 'python_lower', 'set_limits', 'student_t_sf', 'supported_isas']
+__all__: list[str] = ['BM25TopK', 'CosineTopK', 'Engine', 'Example', 'FixedDemo', 'GGUFFile', 'GGUFTensorInfo', 'GenerateResult', 'InvalidArgument', 'LabelBalancedTopK', 'Limits', 'LoadError', 'MMR', 'MixedCosineTopK', 'ModelConfig', 'PaperPack', 'Prompt', 'PromptBuilder', 'RandomSelector', 'RopeScaling', 'ScoreResult', 'SourceBlock', 'Span', 'TTestResult', 'Task', 'TaskSet', 'Template', 'Tokenizer', 'accuracy', 'accuracy_interval', 'calibrate', 'check_truncation', 'dequantize', 'exact_match', 'has_engine', 'headline_gain', 'incomplete_beta', 'is_pandas_na', 'kernel_isa', 'limits', 'load_examples', 'load_tasks', 'majority_vote', 'normalize', 'normalize_gold', 'numpy_legacy_permutation', 'paired_ttest', 'paper_methods', 'python_lower', 'set_limits', 'student_t_sf', 'supported_isas']
 class InvalidArgument(ValueError):
     pass
 class LoadError(RuntimeError):
@@ -842,6 +842,20 @@ def accuracy(preds: collections.abc.Sequence[str], golds: collections.abc.Sequen
 def accuracy_interval(hits: typing.SupportsInt | typing.SupportsIndex, n: typing.SupportsInt | typing.SupportsIndex, *, confidence: typing.SupportsFloat | typing.SupportsIndex = 0.95) -> tuple[float, float]:
     """
     Wilson score interval (lo, hi) of an accuracy hits/n, in percent.
+    """
+def calibrate(label_logprobs: typing.Any, content_free_logprobs: typing.Any) -> numpy.typing.NDArray[numpy.float64]:
+    """
+    Contextual calibration (Zhao et al., 2021): calibrated log-probabilities over the labels, [n, m] float64.
+    
+    label_logprobs [n, m]: each item's log-scores of the m labels (only each row's softmax matters).
+    content_free_logprobs [c, m]: the same scores for c content-free inputs ("N/A", "", "[MASK]") in the same context.
+    With p = softmax(row) and p_cf = the mean over the c rows of softmax(content-free row), each result row is
+    log(q / sum(q)), q = p / p_cf: its arg-max is that of diag(p_cf)^-1 p. ValueError for mismatched widths, m = 0,
+    c = 0 or a non-finite value.
+    
+    >>> import numpy as np
+    >>> np.exp(crossicl.calibrate(np.log([[0.6, 0.4]]), np.log([[0.8, 0.2]])))
+    array([[0.27272727, 0.72727273]])
     """
 def check_truncation(name: str) -> str:
     """
