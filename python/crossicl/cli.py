@@ -159,7 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--gpus-per-worker", type=float, default=0, help="(ray) GPUs of each actor (default 0)")
     rep = sub.add_parser("report", help="tables (markdown, CSV) and plots (PNG) of a run folder")
     rep.add_argument("run_dir")
-    rep.add_argument("--out", default=None, help="output folder (default RUN_DIR/report)")
+    rep.add_argument("--out", default=None, help="output folder (default RUN_DIR/report), or a .md file (its "
+                     "figures and CSVs then go to the folder of the same name)")
     rep.add_argument("--scorer", default="paper_eval", choices=list(records.SCORERS))
     ana = sub.add_parser("analyze", help="activation similarity of source and target inputs vs gain, source "
                                          "ranking (adds a section to `crossicl report`)")

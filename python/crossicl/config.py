@@ -31,6 +31,12 @@ SEEDED = frozenset({"random-cross", "pseudo-label", "pseudo-label-true"})
 PSEUDO = frozenset({"pseudo-label", "pseudo-label-true"})
 """Methods whose demonstrations are pseudo-labelled target rows."""
 _EMBEDDED = ("cosine", "mmr", "label-balanced")  # selectors that need embeddings
+SCORING = ("generate", "label", "label_calibrated")
+"""The values of decode.scoring: the greedy answer, the arg-max label by log-prob, and the same after contextual
+calibration (crossicl.calibrate) with the decode.content_free inputs."""
+ORDERS = ("cells", "items")
+"""The values of decode.order: cell after cell, or the first batch of every cell, then the second, ... (a
+stopped long run then covers the first items of every cell)."""
 
 
 class ConfigError(_crossicl.InvalidArgument):
@@ -47,8 +53,9 @@ DEFAULTS: dict[str, Any] = {
     "selection": {"selector": "cosine", "embeddings": "engine", "embeddings_dir": None, "layer": -1,
                   "pool_limit": 0, "lambda": 0.5, "fetch_k": 20, "model": "minilm"},
     "prompt": {"style": "clean"},
-    "decode": {"max_new_tokens": 10, "stop": [], "batch": 16, "truncation": "none", "label_scores": False,
-               "label_prefix": " ", "keep_prompt": False},
+    "decode": {"max_new_tokens": 10, "stop": [], "batch": 16, "truncation": "none", "scoring": ["generate"],
+               "label_scores": False, "label_prefix": " ", "content_free": ["N/A", "", "[MASK]"], "order": "cells",
+               "keep_prompt": False},
     "pseudo": {"pool": 8, "sources": None, "threshold": 0.0},
 }
 """Every key of the experiment file with its default (docs/experiments.md documents them)."""
@@ -70,6 +77,8 @@ class ModelSpec:
     threads: int = 0               # torch intra-op threads (0 = torch default)
     n_ctx: int = 0                 # context window (0 = the model's)
     max_batch_tokens: int = 1024   # most tokens per forward pass
+    cache_bytes: int = 256 << 20   # bytes of KV the prefix cache keeps (label scores and content-free prompts
+                                   # reuse the batch's prompts from it)
     quantize: str = "none"         # "none" or "int8" (W8A8 Linear layers; float32 on the cpu); recorded in
                                    # each record as `quantize` when not "none"
 
@@ -285,6 +294,11 @@ def validate(config: dict[str, Any], base: pathlib.Path, engines: Collection[str
                 pseudo_sources, specs, [])
     grid.cells = grid_cells(grid)
     _check_cells(grid)
+    if "label" in scoring_modes(config["decode"]):
+        for t in targets:
+            if not data.tasks[t].label_space:
+                raise ConfigError(f"decode.scoring: target '{t}' has no label_space in its task card (label "
+                                  "scoring ranks the card's labels)")
     return grid
 
 
@@ -372,7 +386,34 @@ def _check_selection(sel: Mapping[str, Any], data: ExperimentData, base: pathlib
         raise ConfigError(f"selection.pool_limit must be an integer >= 0 (got {sel['pool_limit']!r})")
 
 
+def scoring_modes(dec: Mapping[str, Any]) -> list[str]:
+    """decode.scoring in the order of :data:`SCORING`, with the older ``label_scores = true`` as "label" and
+    "label_calibrated" implying "label" (the calibrated scores are the label scores, corrected)."""
+    given = dec["scoring"]
+    if isinstance(given, str) or not isinstance(given, (list, tuple)) or not given:
+        raise ConfigError(f"decode.scoring must be a non-empty list of {list(SCORING)} (got {given!r})")
+    modes = set()
+    for i, m in enumerate(given):
+        if m not in SCORING:
+            raise ConfigError(f"decode.scoring[{i}]: unknown scoring {m!r} (accepted: {', '.join(SCORING)})")
+        modes.add(m)
+    if "generate" not in modes:
+        raise ConfigError("decode.scoring must include 'generate': every record carries the generated answer "
+                          f"(got {list(given)!r})")
+    if dec["label_scores"] is True or "label_calibrated" in modes:
+        modes.add("label")
+    return [m for m in SCORING if m in modes]
+
+
 def _check_decode(dec: Mapping[str, Any]) -> None:
+    scoring_modes(dec)
+    if not isinstance(dec["label_scores"], bool):
+        raise ConfigError(f"decode.label_scores must be true or false (got {dec['label_scores']!r})")
+    cf = dec["content_free"]
+    if isinstance(cf, str) or not isinstance(cf, (list, tuple)) or not cf or not all(isinstance(x, str) for x in cf):
+        raise ConfigError(f"decode.content_free must be a non-empty list of strings (got {cf!r})")
+    if dec["order"] not in ORDERS:
+        raise ConfigError(f"decode.order must be one of {list(ORDERS)} (got {dec['order']!r})")
     if not isinstance(dec["batch"], int) or dec["batch"] < 1:
         raise ConfigError(f"decode.batch must be an integer >= 1 (got {dec['batch']!r})")
     if not isinstance(dec["max_new_tokens"], int) or dec["max_new_tokens"] < 1:
@@ -504,6 +545,7 @@ def _check_cells(grid: Grid) -> None:
             raise ConfigError(f"data.items: target '{t}' has no test items")
 
 
-__all__ = ["METHODS", "ALIASES", "SELECTORS", "EMBEDDINGS", "WITH_SOURCE", "SEEDED", "PSEUDO", "ConfigError",
+__all__ = ["METHODS", "ALIASES", "SELECTORS", "EMBEDDINGS", "WITH_SOURCE", "SEEDED", "PSEUDO", "SCORING", "ORDERS",
+           "scoring_modes", "ConfigError",
            "DEFAULTS", "ModelSpec", "Cell", "with_defaults", "absolute_paths", "load_config", "parse_shard",
            "ExperimentData", "Grid", "validate", "grid_cells"]

@@ -25,7 +25,7 @@ def open_engine(spec: ModelSpec):
     """A crossicl.Engine for a ModelSpec."""
     return _crossicl.Engine(spec.resolved_path(), spec.tokenizer, dtype=spec.dtype, device=spec.device,
                             threads=spec.threads, n_ctx=spec.n_ctx, max_batch_tokens=spec.max_batch_tokens,
-                            quantize=spec.quantize)
+                            cache_bytes=spec.cache_bytes, quantize=spec.quantize)
 
 
 def _named(e: ValueError, names: list[str]) -> ValueError:
@@ -38,9 +38,12 @@ def _named(e: ValueError, names: list[str]) -> ValueError:
 @dataclasses.dataclass
 class Batch:
     """One engine call of a run: prompts computed together (the batch decides the last bits of a log-prob)."""
-    prompts: list[str]
-    names: list[str]                       # each prompt's cell and item, for error messages
-    labels: list[list[str]] | None = None  # each prompt's label space to score; None: no label scores
+    prompts: list[str]                     # generated, and label-scored when `labels` is given
+    names: list[str]                       # each prompt's cell and item (then each score_only prompt's), for errors
+    labels: list[list[str]] | None = None  # the label space of each prompt, then of each score_only prompt;
+                                           # None: no label scores
+    score_only: list[str] = dataclasses.field(default_factory=list)  # prompts only label-scored, after `prompts`
+                                                                     # (the content-free inputs of calibration)
 
 
 @dataclasses.dataclass
@@ -56,7 +59,10 @@ class BatchResult:
     """The engine's answer to a :class:`Batch`, prompt by prompt."""
     outs: list[Generation]
     n_tokens: list[int]                            # prompt tokens, before truncation
-    label_logprobs: list[list[float]] | None       # summed log-prob of each label (Batch.labels), or None
+    label_logprobs: list[list[float]] | None       # summed log-prob of each label (Batch.labels) of every prompt,
+                                                   # then of every score_only prompt; or None
+    label_first_logprobs: list[list[float]] | None = None  # the same for the label's first token only (the paper's
+                                                           # force_decode)
 
 
 class LocalExecutor:
@@ -96,21 +102,25 @@ class LocalExecutor:
         return outs, [len(x) for x in ids]
 
     def label_scores(self, spec: ModelSpec, prompts: list[str], labels: list[list[str]], names: list[str],
-                     decode: Mapping[str, Any]) -> list[list[float]]:
-        """Sum log-prob of label_prefix + label after each prompt, for every label of its label space."""
+                     decode: Mapping[str, Any]) -> tuple[list[list[float]], list[list[float]]]:
+        """Log-prob of label_prefix + label after each prompt, for every label of its label space: summed over
+        the label's tokens, and of its first token alone."""
         conts = [[decode["label_prefix"] + label for label in ls] for ls in labels]
         try:
             res = self.engine(spec).score_batch(prompts, conts, truncation=decode["truncation"])
         except ValueError as e:
             raise _named(e, names) from None
-        return [[r.sum for r in row] for row in res]
+        return [[r.sum for r in row] for row in res], [[r.first_logprob for r in row] for row in res]
 
     def run(self, spec: ModelSpec, batch: Batch, decode: Mapping[str, Any]) -> BatchResult:
-        """One batch: the generations, then the label scores when the batch asks for them."""
+        """One batch: the generations, then the label scores of the prompts and the score_only prompts when the
+        batch asks for them (the prompts' blocks are then in the prefix cache, and so is the context a
+        content-free prompt shares with its prompt)."""
         outs, n_tokens = self.generate(spec, batch.prompts, batch.names, decode)
-        lps = (None if batch.labels is None
-               else self.label_scores(spec, batch.prompts, batch.labels, batch.names, decode))
-        return BatchResult([Generation(o.text, o.truncated, o.finish_reason) for o in outs], n_tokens, lps)
+        sums = firsts = None
+        if batch.labels is not None:
+            sums, firsts = self.label_scores(spec, batch.prompts + batch.score_only, batch.labels, batch.names, decode)
+        return BatchResult([Generation(o.text, o.truncated, o.finish_reason) for o in outs], n_tokens, sums, firsts)
 
     def map(self, spec: ModelSpec, work: Iterable[tuple[Any, Batch]], decode: Mapping[str, Any]
             ) -> Iterator[tuple[Any, BatchResult]]:

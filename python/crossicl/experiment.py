@@ -67,6 +67,10 @@ def write_config(out: pathlib.Path, config: Mapping[str, Any]) -> pathlib.Path:
         except ValueError:
             raise ConfigError(f"{path}: not a crossicl config.json; if this folder holds no run of another grid, "
                               "remove the file and run again") from None
+        try:  # a folder written before a key existed holds that key's default
+            old = _config.with_defaults(old)
+        except ConfigError:
+            pass
         diff = sorted(k for k in set(old) | set(config)
                       if json.dumps(old.get(k), sort_keys=True, default=str)
                       != json.dumps(config.get(k), sort_keys=True, default=str) and k != "out")

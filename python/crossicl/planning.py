@@ -300,6 +300,26 @@ class Planner:
         return [(self.builder.pseudo_label(t, it, examples, labels), ids, conf) for it in items]
 
 
+def content_free_prompts(builder: Any, target: str, item: Any, prompt: Any, inputs: Sequence[str]
+                         ) -> tuple[str, list[str]]:
+    """The prompts of contextual calibration for one prompt: its text with the target input (the query, its
+    ``target_input`` span) rendered from a content-free item instead, one per string of ``inputs`` (every field of
+    ``item`` set to that string), and a key naming the context they share (the prompt without its query; items
+    with the same demonstrations share it). The definitions and demonstrations before the query are the prompt's
+    own bytes, so they come from the prefix cache when the prompt was computed first."""
+    spans = [s for s in prompt.spans if s.kind == "target_input"]
+    if len(spans) != 1:
+        raise ValueError(f"{target} item {item.id}: the prompt has {len(spans)} target inputs (calibration needs one)")
+    raw = prompt.text.encode("utf-8")
+    head, tail = raw[:spans[0].begin], raw[spans[0].end:]
+    key = hashlib.sha256(head + b"\0" + tail).hexdigest()[:20]
+    texts = []
+    for x in inputs:
+        blank = _crossicl.Example("content-free", {name: x for name in item.fields}, None)
+        texts.append((head + builder.render_input(target, blank).encode("utf-8") + tail).decode("utf-8"))
+    return key, texts
+
+
 # ---------------------------------------------------------------------------------------------- work units
 @dataclasses.dataclass(frozen=True)
 class Unit:
@@ -323,15 +343,20 @@ def work_units(grid: Grid, model: str, shard: tuple[int, int] | None = None) -> 
     return units
 
 
-def batches(units: Sequence[Unit], size: int) -> Iterator[tuple[Cell, list[Unit]]]:
-    """(cell, batch) in order: each cell's units cut into fixed slices of ``size``. The slices do not depend on
-    what is already recorded, so a resumed run recomputes whole batches exactly as the first run would have."""
+def batches(units: Sequence[Unit], size: int, order: str = "cells") -> Iterator[tuple[Cell, list[Unit]]]:
+    """(cell, batch): each cell's units cut into fixed slices of ``size``, cell after cell (``order`` "cells"), or
+    the first slice of every cell, then the second, ... ("items"). The slices do not depend on what is already
+    recorded nor on the order, so a resumed run recomputes whole batches exactly as the first run would have."""
     by_cell: dict[Cell, list[Unit]] = {}
     for u in units:
         by_cell.setdefault(u.cell, []).append(u)
-    for cell, cell_units in by_cell.items():
-        for b in range(0, len(cell_units), size):
-            yield cell, cell_units[b:b + size]
+    slices = [(b // size, n, cell, cell_units[b:b + size]) for n, (cell, cell_units) in enumerate(by_cell.items())
+              for b in range(0, len(cell_units), size)]
+    if order == "items":
+        slices.sort(key=lambda s: s[:2])
+    for _, _, cell, chunk in slices:
+        yield cell, chunk
 
 
-__all__ = ["EMBEDDING", "fill_from_cache", "embed_texts", "Selection", "Planner", "Unit", "work_units", "batches"]
+__all__ = ["EMBEDDING", "fill_from_cache", "embed_texts", "Selection", "Planner", "content_free_prompts", "Unit",
+           "work_units", "batches"]

@@ -32,9 +32,10 @@ def save_figure(fig, path: pathlib.Path) -> pathlib.Path:
 
 def plot_heatmap(df, *, method: str = "cross-task", k: int = 1, scorer: str = "paper_eval",
                  model: str | None = None, baselines: Sequence[str] = ("zero-shot", "in-task"),
-                 cmap: str = "viridis", annotate: bool = True):
+                 cmap: str = "viridis", annotate: bool = True, title: str | None = None):
     """Heatmap of :func:`crossicl.results.accuracy_table` (sources x targets, baseline rows below a line), one
-    panel per model (or only ``model``), each cell annotated with its accuracy. Returns a matplotlib Figure.
+    panel per model (or only ``model``), each cell annotated with its accuracy; ``title``: a line added above each
+    panel's own. Returns a matplotlib Figure.
 
         >>> plot_heatmap(df, k=1).savefig("heatmap.png")
     """
@@ -55,7 +56,7 @@ def plot_heatmap(df, *, method: str = "cross-task", k: int = 1, scorer: str = "p
         ax.set_yticks(range(len(table.index)), labels=list(table.index))
         ax.set_xlabel("target")
         ax.set_ylabel("source")
-        ax.set_title(f"{m}\n{k}-shot {method} accuracy (%)", fontsize=9)
+        ax.set_title(f"{title + chr(10) if title else ''}{m}\n{k}-shot {method} accuracy (%)", fontsize=9)
         n_base = sum(1 for b in baselines if b in table.index)
         if n_base and n_base < len(table.index):
             ax.axhline(len(table.index) - n_base - 0.5, color="white", linewidth=2)

@@ -40,6 +40,13 @@ CELL = ("target", "method", "source", "k", "seed", "model")
 SCORERS = ("paper_eval", "paper_compare", "clean")
 """Scorers every record carries a ``correct_<scorer>`` flag for (the names of crossicl's C++ scorers)."""
 
+SCORING_PREFIXES = {"generate": "", "label": "label_", "label_first": "label_first_", "calibrated": "calibrated_",
+                    "calibrated_first": "calibrated_first_"}
+"""Where each way of reading a prediction keeps it in a record: ``<prefix>pred`` and ``<prefix>correct_<scorer>``.
+"generate": the greedy answer's first line; "label" / "label_first": the arg-max label by the label's summed
+log-prob / its first token's (decode.scoring "label"); "calibrated" / "calibrated_first": the same after
+contextual calibration (decode.scoring "label_calibrated")."""
+
 REQUIRED_KEYS = CELL + ("id", "gold", "pred") + tuple(f"correct_{s}" for s in SCORERS)
 """Keys every record must have."""
 
@@ -472,6 +479,6 @@ def merge(inputs: Sequence[str | os.PathLike], out: str | os.PathLike) -> int:
     return len(merged)
 
 
-__all__ = ["CELL", "SCORERS", "REQUIRED_KEYS", "record_key", "shard_of", "records_path", "split_lines",
+__all__ = ["CELL", "SCORERS", "SCORING_PREFIXES", "REQUIRED_KEYS", "record_key", "shard_of", "records_path", "split_lines",
            "read_records", "check_record", "load_records", "RecordFile", "merge", "fsync_dir", "atomic_open",
            "atomic_write_bytes", "atomic_write_text", "RunFolderLocked", "RunLock", "lock_path"]

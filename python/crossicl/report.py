@@ -16,6 +16,7 @@ from typing import Any
 
 from . import analysis, plots
 from .records import atomic_write_text, load_records
+from .report_scoring import scoring_sections
 from .results import CROSS_METHODS, accuracy_table, gains, headline_gain, summary
 
 
@@ -80,14 +81,21 @@ def _config_lines(config: Any, prefix: str = "") -> list[str]:
 def write_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
                  scorer: str = "paper_eval") -> list[pathlib.Path]:
     """Writes the report of a run folder into ``out_dir`` (default ``RUN_DIR/report``): report.md (config
-    summary, per-cell table, accuracy pivot, gains with paired t-tests, headline gain), summary.csv, gains.csv,
-    heatmap.png and gains.png. A section whose inputs are missing (no zero-shot cells, no cross-task cells) is
-    replaced by a line saying why, and its files are not written. Returns the paths written.
+    summary, per-cell table, accuracy pivot, gains with paired t-tests, headline gain; for a run that scored
+    labels, the same per scoring: crossicl.report_scoring), summary.csv, gains.csv, heatmap.png and gains.png. An
+    ``out_dir`` ending in ".md" is the report itself, its files going to the folder of the same name without
+    ".md" (``docs/results/x.md`` and ``docs/results/x/``). A section whose inputs are missing (no zero-shot
+    cells, no cross-task cells) is replaced by a line saying why, and its files are not written. Returns the
+    paths written.
 
         >>> write_report("runs/demo")   # or: crossicl report runs/demo
     """
     run = pathlib.Path(run_dir)
-    out = pathlib.Path(out_dir) if out_dir is not None else run / "report"
+    target = pathlib.Path(out_dir) if out_dir is not None else run / "report"
+    if target.suffix == ".md":
+        md_path, out, prefix = target, target.with_suffix(""), target.stem + "/"
+    else:
+        md_path, out, prefix = target / "report.md", target, ""
     df = load_records(run)
     table = summary(df, scorer=scorer)  # validates the scorer before anything is written
     out.mkdir(parents=True, exist_ok=True)
@@ -114,19 +122,21 @@ def write_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
         atomic_write_text(p, g.to_csv(index=False))
         written.append(p)
     md += _headline_section(df, cross, methods, models, scorer)
-    lines, files = _plots_section(df, cross, models, g is not None, scorer, out)
+    lines, files = _plots_section(df, cross, models, g is not None, scorer, out, prefix)
+    md += lines
+    written += files
+    lines, files = scoring_sections(df, out, run, scorer=scorer, image_prefix=prefix)
     md += lines
     written += files
     try:
-        lines, files = analysis_section(run, out, df, scorer=scorer)
+        lines, files = analysis_section(run, out, df, scorer=scorer, image_prefix=prefix)
     except ValueError as e:
         lines, files = ["## Activation similarity and gain", "", f"Skipped: {e}", ""], []
     md += lines
     written += files
 
-    p = out / "report.md"
-    atomic_write_text(p, "\n".join(md))
-    written.append(p)
+    atomic_write_text(md_path, "\n".join(md))
+    written.append(md_path)
     return written
 
 
@@ -186,7 +196,7 @@ def _headline_section(df, cross: str | None, methods: set, models: list[str], sc
 
 
 def _plots_section(df, cross: str | None, models: list[str], have_gains: bool, scorer: str,
-                   out: pathlib.Path) -> tuple[list[str], list[pathlib.Path]]:
+                   out: pathlib.Path, prefix: str) -> tuple[list[str], list[pathlib.Path]]:
     md = ["## Plots", ""]
     if cross is None:
         return md + ["Skipped: no cross-task cells.", ""], []
@@ -195,18 +205,18 @@ def _plots_section(df, cross: str | None, models: list[str], have_gains: bool, s
     sub = df[df["model"].isin(models_k)]
     written = [plots.save_figure(plots.plot_heatmap(sub, method=cross, k=k_plot, scorer=scorer),
                                  out / "heatmap.png")]
-    md += [f"![{k_plot}-shot {cross} accuracy](heatmap.png)", ""]
+    md += [f"![{k_plot}-shot {cross} accuracy]({prefix}heatmap.png)", ""]
     if not have_gains:
         md += ["gains.png skipped: no gains (see above).", ""]
     else:
         written.append(plots.save_figure(plots.plot_gains(sub, method=cross, k=k_plot, scorer=scorer),
                                          out / "gains.png"))
-        md += [f"![{k_plot}-shot {cross} gain over zero-shot](gains.png)", ""]
+        md += [f"![{k_plot}-shot {cross} gain over zero-shot]({prefix}gains.png)", ""]
     return md, written
 
 
-def analysis_section(run: pathlib.Path, out: pathlib.Path, records: Any, *,
-                     scorer: str = "paper_eval") -> tuple[list[str], list[pathlib.Path]]:
+def analysis_section(run: pathlib.Path, out: pathlib.Path, records: Any, *, scorer: str = "paper_eval",
+                     image_prefix: str = "") -> tuple[list[str], list[pathlib.Path]]:
     """The activation-analysis section of the report: (markdown lines, written paths). Empty when the run
     folder has no analysis/similarity.csv (run ``crossicl analyze`` first)."""
     import pandas as pd
@@ -245,8 +255,8 @@ def analysis_section(run: pathlib.Path, out: pathlib.Path, records: Any, *,
     both = pd.concat([c_pair.assign(level="pair"), c_item.assign(level="item")], ignore_index=True)
     written = [plots.save_figure(plots.plot_layer_correlation(both, hue="level"), out / "analysis_layers.png"),
                plots.save_figure(plots.plot_similarity_vs_gain(pair, layer=peak), out / "analysis_scatter.png")]
-    md += ["![correlation per layer](analysis_layers.png)", "", f"![similarity vs gain, layer {peak}]"
-           f"(analysis_scatter.png)", ""]
+    md += [f"![correlation per layer]({image_prefix}analysis_layers.png)", "",
+           f"![similarity vs gain, layer {peak}]({image_prefix}analysis_scatter.png)", ""]
     rank_path = run / "analysis" / "ranking.csv"
     if rank_path.is_file():
         ranking = pd.read_csv(rank_path)

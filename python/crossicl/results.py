@@ -23,7 +23,7 @@ import math
 from collections.abc import Sequence
 
 from . import _crossicl
-from .records import CELL, REQUIRED_KEYS, SCORERS, load_records
+from .records import CELL, REQUIRED_KEYS, SCORERS, SCORING_PREFIXES, load_records
 
 CROSS_METHODS = ("cross-task", "totally-cross-sim")
 """Names of the 1-source cross-task method: the runner's, then the paper's published one."""
@@ -84,6 +84,37 @@ def models_in(df, model: str | None = None) -> list[str]:
     if model is not None:
         return [_single_model(df, model, "plot")]
     return sorted(df["model"].unique())
+
+
+def scorings_in(df) -> list[str]:
+    """The ways of reading predictions the records carry (keys of crossicl.records.SCORING_PREFIXES, in that
+    order): "generate" always, the label ones when the run scored labels."""
+    return [m for m, p in SCORING_PREFIXES.items() if f"{p}pred" in df.columns and f"{p}correct_paper_eval" in df.columns]
+
+
+def by_scoring(df, scoring: str):
+    """The records with ``pred`` and the ``correct_<scorer>`` flags of another way of reading the prediction
+    (``scoring``, a key of crossicl.records.SCORING_PREFIXES), so every table and plot of this module reports that
+    reading: ``summary(by_scoring(df, "calibrated"))``. Raises ValueError when the records lack it (or lack it
+    for some records, naming how many)."""
+    if scoring not in SCORING_PREFIXES:
+        raise ValueError(f"unknown scoring '{scoring}' (known: {', '.join(SCORING_PREFIXES)})")
+    prefix = SCORING_PREFIXES[scoring]
+    if not prefix:
+        return df
+    cols = [f"{prefix}pred"] + [f"{prefix}correct_{s}" for s in SCORERS]
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise ValueError(f"the records have no '{scoring}' predictions (no column {missing[0]}; the run's "
+                         f"decode.scoring decides; present: {', '.join(scorings_in(df))})")
+    n_na = int(df[cols].isna().any(axis=1).sum())
+    if n_na:
+        raise ValueError(f"{n_na} of {len(df)} records have no '{scoring}' prediction")
+    out = df.copy()
+    out["pred"] = df[f"{prefix}pred"]
+    for s in SCORERS:
+        out[f"correct_{s}"] = df[f"{prefix}correct_{s}"].astype(bool)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------- tables
@@ -183,6 +214,44 @@ def gains(df, *, scorer: str = "paper_eval", method: str | Sequence[str] | None 
     return _unkey(table)[list(CELL) + cols[6:]]
 
 
+def pooled_ttest(df, *, scorer: str = "paper_eval", method: str = "cross-task", baseline: str = "zero-shot",
+                 k: int = 1, model: str | None = None, alternative: str = "greater"):
+    """The authors' significance test, per source: the k-shot ``method`` cells of one source on every target
+    against each target's ``baseline`` cell, as one paired t-test over the concatenated 0/1 correctness of all
+    the targets' shared items (the fixture README, section 12: 2502 items over the 5 targets). Seeds of one
+    cell are averaged per item first.
+
+    Columns: source, targets (how many), n (paired items), accuracy and zero_shot (percent over those items),
+    gain (points), t, df, p (the p-value of ``alternative``; NaN with fewer than 2 pairs). Raises ValueError
+    when there is no such cell.
+
+        >>> pooled_ttest(df)[["source", "gain", "p"]]
+    """
+    import numpy as np
+    import pandas as pd
+
+    _require(df, CELL + ("id",), "pooled_ttest")
+    model = _single_model(df, model, "pooled_ttest")
+    col = _flag_column(df, scorer)
+    d = df[df["model"] == model].assign(_hit=lambda x: x[col].astype(float), id=lambda x: x["id"].astype(str))
+    base = d[d["method"] == baseline].groupby(["target", "id"])["_hit"].mean().rename("_zero")
+    cells = d[(d["method"] == method) & (d["k"] == k)]
+    if cells.empty or base.empty:
+        raise ValueError(f"pooled_ttest: model '{model}' has no {k}-shot '{method}' cells or no '{baseline}' cells")
+    rows = []
+    for source, g in cells.groupby("source", sort=True):
+        hit = g.groupby(["target", "id"])["_hit"].mean()
+        pair = pd.concat([hit, base], axis=1, join="inner")
+        a, b = pair["_hit"].to_numpy(np.float64), pair["_zero"].to_numpy(np.float64)
+        t = dof = p = math.nan
+        if len(pair) >= 2:
+            r = _crossicl.paired_ttest(a, b, alternative=alternative)
+            t, dof, p = r.t, r.df, r.pvalue
+        acc, acc0 = (100.0 * a.mean(), 100.0 * b.mean()) if len(pair) else (math.nan, math.nan)
+        rows.append((source, pair.index.get_level_values(0).nunique(), len(pair), acc, acc0, acc - acc0, t, dof, p))
+    return pd.DataFrame(rows, columns=["source", "targets", "n", "accuracy", "zero_shot", "gain", "t", "df", "p"])
+
+
 def headline_gain(df, *, scorer: str = "paper_eval", model: str | None = None, method: str = "cross-task",
                   baseline: str = "zero-shot", k: int = 1) -> float:
     """The abstract's headline gain of one model, as a fraction (1.0631 = +106.31%), through
@@ -247,5 +316,5 @@ def accuracy_table(df, *, method: str = "cross-task", k: int = 1, scorer: str = 
     return table
 
 
-__all__ = ["CELL", "SCORERS", "REQUIRED_KEYS", "CROSS_METHODS", "load_records", "summary", "gains",
-           "headline_gain", "accuracy_table", "models_in"]
+__all__ = ["CELL", "SCORERS", "REQUIRED_KEYS", "CROSS_METHODS", "load_records", "scorings_in", "by_scoring",
+           "summary", "gains", "pooled_ttest", "headline_gain", "accuracy_table", "models_in"]

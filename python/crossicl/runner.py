@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from . import _crossicl
-from .config import PSEUDO, Grid, ModelSpec
+from .config import PSEUDO, Grid, ModelSpec, scoring_modes
 from .executors import Batch, LocalExecutor
-from .planning import Planner, Unit, batches, work_units
+from .planning import Planner, Unit, batches, content_free_prompts, work_units
 from .records import SCORERS, RecordFile, atomic_write_text, record_key, records_path
 
 
@@ -169,9 +169,39 @@ def _pseudo_batches(grid: Grid, planner: Planner, units: list[tuple], done: Any)
 
 
 # ----------------------------------------------------------------------------------------------- the grid
-def _record(u: Unit, plan: tuple, out: Any, n_tokens: int, label_logprobs: list[float] | None,
-            labels: list[str], keep_prompt: bool) -> dict:
-    """The record of one unit from its plan (prompt, demo ids, demo scores) and the engine's output."""
+LABEL_VARIANTS = (("label", "label_logprobs", "calibrated"),
+                  ("label_first", "label_first_logprobs", "calibrated_first"))
+"""(prefix, record key of the scores, prefix after calibration) of the two label scores: the label's summed
+log-prob, and its first token's (the paper's force_decode). A prefix names the record's ``<prefix>_pred`` and
+``<prefix>_correct_<scorer>`` keys."""
+
+
+def _flags(prefix: str, pred: str, gold: str) -> dict[str, Any]:
+    """``<prefix>_pred`` and the ``<prefix>_correct_<scorer>`` flags of a label prediction."""
+    return {f"{prefix}_pred": pred, **{f"{prefix}_{k}": v for k, v in score_prediction(pred, gold).items()}}
+
+
+def _label_fields(labels: list[str], gold: str, scores: dict[str, list[float]],
+                  content_free: dict[str, list[list[float]]] | None) -> dict[str, Any]:
+    """The label-scoring part of a record: for each variant (summed, first token) the log-prob of every label,
+    the arg-max label and its flags; with ``content_free`` (the variant's scores of the context's content-free
+    inputs, one row per input) also those scores and the calibrated arg-max (crossicl.calibrate) with its flags."""
+    rec: dict[str, Any] = {}
+    for prefix, key, cal_prefix in LABEL_VARIANTS:
+        lps = scores[key]
+        rec[key] = {lab: round(v, 6) for lab, v in zip(labels, lps)}
+        rec.update(_flags(prefix, labels[int(np.argmax(lps))], gold))
+        if content_free is not None:
+            rec[f"cf_{key}"] = [[round(v, 6) for v in row] for row in content_free[key]]
+            cal = _crossicl.calibrate(np.asarray([lps]), np.asarray(content_free[key]))[0]
+            rec.update(_flags(cal_prefix, labels[int(np.argmax(cal))], gold))
+    return rec
+
+
+def _record(u: Unit, plan: tuple, out: Any, n_tokens: int, labels: list[str], keep_prompt: bool,
+            label_part: dict[str, Any] | None) -> dict:
+    """The record of one unit from its plan (prompt, demo ids, demo scores), the engine's output and the label
+    scores (:func:`_label_fields`, or None)."""
     prompt, demo_ids, demo_scores = plan
     pred = paper_prediction(out.text)
     gold = u.item.label or ""
@@ -181,9 +211,8 @@ def _record(u: Unit, plan: tuple, out: Any, n_tokens: int, label_logprobs: list[
                            for s in demo_scores],
            "prompt_sha256": hashlib.sha256(prompt.text.encode("utf-8")).hexdigest(),
            "n_prompt_tokens": n_tokens, "truncated": out.truncated, "finish_reason": out.finish_reason}
-    if label_logprobs is not None:
-        rec["label_logprobs"] = {lab: round(v, 6) for lab, v in zip(labels, label_logprobs)}
-        rec["label_pred"] = labels[int(np.argmax(label_logprobs))]
+    if label_part is not None:
+        rec.update(label_part)
     if keep_prompt:
         rec["prompt"] = prompt.text
     return rec
@@ -191,20 +220,54 @@ def _record(u: Unit, plan: tuple, out: Any, n_tokens: int, label_logprobs: list[
 
 def _grid_batches(grid: Grid, planner: Planner, pseudo: dict[str, list[dict]], units: list[Unit],
                   store: RecordFile) -> Iterator[tuple[tuple, Batch]]:
-    """((units, plans, labels), Batch) of every batch of the grid with a missing record, in the grid's order."""
+    """((units, plans, labels, contexts), Batch) of every batch of the grid with a missing record, in the order
+    of decode.order. With "label_calibrated" scoring, the batch also label-scores the content-free prompts of
+    each distinct context among its prompts (Batch.score_only); ``contexts`` gives each prompt's first one. They
+    are scored in every batch that needs them, so a record depends on its own batch only (any order of batches,
+    any executor, a resumed run: the same bits)."""
     dec = grid.config["decode"]
+    modes = scoring_modes(dec)
+    inputs = list(dec["content_free"]) if "label_calibrated" in modes else []
     plans: dict[Any, list] = {}
-    for cell, chunk in batches(units, dec["batch"]):
+    for cell, chunk in batches(units, dec["batch"], dec["order"]):
         if all(u.key in store for u in chunk):
             continue
         if cell not in plans:
             plans[cell] = planner.plan(cell, grid.data.items(cell.target), pseudo.get(cell.target))
         plan = [plans[cell][u.index] for u in chunk]
-        names = [f"{cell.target}/{cell.method}/{cell.source}/k={cell.k}/seed={cell.seed} item {u.item.id}"
-                 for u in chunk]
+        where = f"{cell.target}/{cell.method}/{cell.source}/k={cell.k}/seed={cell.seed}"
+        names = [f"{where} item {u.item.id}" for u in chunk]
         labels = list(grid.data.tasks[cell.target].label_space)
-        scored = [labels] * len(chunk) if dec["label_scores"] else None
-        yield (chunk, plan, labels), Batch([p[0].text for p in plan], names, scored)
+        score_only: list[str] = []
+        first: dict[str, int] = {}
+        contexts = []
+        for u, p in zip(chunk, plan):
+            if not inputs:
+                break
+            key, texts = content_free_prompts(planner.builder, cell.target, u.item, p[0], inputs)
+            if key not in first:
+                first[key] = len(score_only)
+                score_only += texts
+                names += [f"{where} item {u.item.id} content-free input {x!r}" for x in inputs]
+            contexts.append(first[key])
+        scored = [labels] * (len(chunk) + len(score_only)) if "label" in modes else None
+        yield (chunk, plan, labels, contexts), Batch([p[0].text for p in plan], names, scored, score_only)
+
+
+def _label_parts(res: Any, n: int, labels: list[str], golds: list[str], contexts: list[int], n_inputs: int
+                 ) -> list[dict[str, Any] | None]:
+    """The label part of each of the batch's ``n`` records (None without label scores)."""
+    if res.label_logprobs is None:
+        return [None] * n
+    by_key = {"label_logprobs": res.label_logprobs, "label_first_logprobs": res.label_first_logprobs}
+    parts = []
+    for j in range(n):
+        cf = None
+        if contexts:
+            c = n + contexts[j]
+            cf = {key: rows[c:c + n_inputs] for key, rows in by_key.items()}
+        parts.append(_label_fields(labels, golds[j], {key: rows[j] for key, rows in by_key.items()}, cf))
+    return parts
 
 
 def run_experiment(grid: Grid, *, executor: Any = None, shard: tuple[int, int] | None = None,
@@ -231,10 +294,10 @@ def run_experiment(grid: Grid, *, executor: Any = None, shard: tuple[int, int] |
         work = _grid_batches(grid, planner, pseudo, units, store)
         try:
             with contextlib.closing(executor.map(spec, work, dec)) as results:
-                for (chunk, plan, labels), res in results:
-                    lps = res.label_logprobs
-                    recs = [_record(u, p, res.outs[j], res.n_tokens[j], None if lps is None else lps[j], labels,
-                                    dec["keep_prompt"])
+                for (chunk, plan, labels, contexts), res in results:
+                    parts = _label_parts(res, len(chunk), labels, [u.item.label or "" for u in chunk], contexts,
+                                         len(dec["content_free"]))
+                    recs = [_record(u, p, res.outs[j], res.n_tokens[j], labels, dec["keep_prompt"], parts[j])
                             for j, (u, p) in enumerate(zip(chunk, plan)) if u.key not in store]
                     if spec.quantize != "none":  # float models' records keep their bytes (and stay resumable)
                         for r in recs:

@@ -29,7 +29,7 @@ from crossicl import experiment as E
 from crossicl.config import DEFAULTS, ModelSpec
 from crossicl.executors import Batch, LocalExecutor, open_engine
 from crossicl.ray_executor import RayExecutor
-from tolerance import STORIES260K, model_rel
+from tolerance import STORIES260K, assert_same_record, model_rel
 
 if importlib.util.find_spec("ray") is None:  # an optional extra; CI installs it (requirements/test.txt)
     if os.environ.get("CI") == "true":
@@ -67,11 +67,7 @@ def _assert_same_run(run: pathlib.Path, ref: pathlib.Path) -> None:
         assert len(got) == len({key(r) for r in got}) == len(want), name  # nothing lost, nothing twice
         scale = max(abs(v) for r in want.values() for v in r["label_logprobs"].values())
         for rec in got:
-            exp = want[key(rec)]
-            lp, exp_lp = rec.pop("label_logprobs"), exp["label_logprobs"]
-            assert rec == {k: v for k, v in exp.items() if k != "label_logprobs"}
-            assert lp.keys() == exp_lp.keys()
-            assert all(abs(lp[x] - exp_lp[x]) <= rel * (abs(exp_lp[x]) + scale) + 1e-6 for x in lp), (lp, exp_lp)
+            assert_same_record(rec, want[key(rec)], rel, scale)
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ import crossicl
 import crossicl.executors
 from crossicl import cli, records
 from crossicl import experiment as E
-from tolerance import STORIES260K, model_rel
+from tolerance import STORIES260K, assert_same_record, model_rel
 
 SAMPLES = cli.SAMPLES
 # Line boundaries for str.splitlines(): U+2028, U+2029 and U+0085 (json.dumps(ensure_ascii=False) writes them
@@ -130,11 +130,7 @@ def _assert_same_records(got: list[dict], ref: list[dict], *, key=E.record_key) 
     rel = model_rel(STORIES260K, tokens=512, output="logprobs")
     scale = max([abs(v) for r in ref for v in r.get("label_logprobs", {}).values()] + [0.0])
     for a, b in zip(got, ref):
-        la, lb = a.get("label_logprobs", {}), b.get("label_logprobs", {})
-        assert {k: v for k, v in a.items() if k != "label_logprobs"} == \
-               {k: v for k, v in b.items() if k != "label_logprobs"}
-        assert la.keys() == lb.keys()
-        assert all(abs(la[x] - lb[x]) <= rel * abs(lb[x]) + rel * scale + 1e-6 for x in la), (la, lb)
+        assert_same_record(a, b, rel, scale)
 
 
 def _pseudo_key(r: dict) -> tuple:

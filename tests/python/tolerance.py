@@ -183,3 +183,18 @@ def approx_f32(desired, n: int, depth: int = 1, *, scale=None):
 
 def approx_f64(desired, n: int, depth: int = 1, *, scale=None):
     return approx(desired, f64_rel(n, depth), scale=scale)
+
+
+SCORE_KEYS = ("label_logprobs", "label_first_logprobs")
+"""Record fields ({label: log-prob}) that two runs computing a unit in different batch shapes may differ in."""
+
+
+def assert_same_record(a: dict, b: dict, rel: float, scale: float) -> None:
+    """Two records of one unit: every field equal but the label log-probs (:data:`SCORE_KEYS`), which may differ
+    within rel * (|b| + scale) (the float32 bound of the batch shapes) plus 1e-6 (the records' 6-decimal
+    rounding: one quantum between two roundings)."""
+    assert {k: v for k, v in a.items() if k not in SCORE_KEYS} == {k: v for k, v in b.items() if k not in SCORE_KEYS}
+    for key in SCORE_KEYS:
+        la, lb = a.get(key, {}), b.get(key, {})
+        assert la.keys() == lb.keys(), key
+        assert all(abs(la[x] - lb[x]) <= rel * (abs(lb[x]) + scale) + 1e-6 for x in la), (key, la, lb)
