@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -107,7 +108,8 @@ def _run(args: argparse.Namespace) -> int:
     where = "" if args.executor == "local" else f" on Ray ({args.address or 'a local instance'})"
     print(f"crossicl run: {len(exp.cells)} cells, records in {exp.out}{where}", file=sys.stderr)
     exp.run(shard=args.shard, progress=not args.quiet, executor=args.executor, address=args.address,
-            workers=args.workers, cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker)
+            workers=args.workers, cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
+            command=shlex.join(["crossicl", *args.argv]))
     print(str(exp.records_path(None if args.shard is None else config.parse_shard(args.shard))))
     return 0
 
@@ -171,6 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     mer.add_argument("out", help="merged records file (e.g. RUN_DIR/records.jsonl)")
     mer.add_argument("inputs", nargs="+")
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command line, for the run folder's log
     handlers = {"demo": _demo, "run": _run, "report": _report, "merge": _merge, "analyze": _analyze}
     try:
         return handlers[args.command](args)

@@ -24,6 +24,7 @@ and report work on the records.
 """
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import pathlib
@@ -119,7 +120,8 @@ class Experiment:
 
     def run(self, *, shard: tuple[int, int] | str | None = None, progress: bool = True,
             limit: int | None = None, executor: Any = None, address: str | None = None,
-            workers: int | None = None, cpus_per_worker: float = 1, gpus_per_worker: float = 0) -> "Experiment":
+            workers: int | None = None, cpus_per_worker: float = 1, gpus_per_worker: float = 0,
+            command: str | None = None) -> "Experiment":
         """Runs every cell not yet recorded (resuming) and returns self. ``shard`` = (i, n) or "i/n" runs only
         that deterministic part of the items; ``limit`` stops after that many new records (tests, dry runs).
 
@@ -129,7 +131,10 @@ class Experiment:
         starts a local Ray instance), ``workers`` actors (None: the cluster's CPUs / ``cpus_per_worker``), each
         with ``cpus_per_worker`` CPUs and ``gpus_per_worker`` GPUs. Or an executor object (the caller closes
         it). Whatever the executor, this process plans the batches and writes every record, and the records
-        are those of a local run."""
+        are those of a local run.
+
+        ``command``: the command line that started the run (``crossicl run`` passes its own), appended with the
+        UTC time to ``<out>/commands.txt`` once the folder is claimed; the report lists it."""
         if isinstance(shard, str):
             shard = parse_shard(shard)
         owned = executor == "ray"
@@ -155,6 +160,9 @@ class Experiment:
             # One run per folder (per shard of it): a second one stops here, naming the first one's pid.
             with RunLock(self.out, shard):
                 write_config(self.out, self.config)
+                if command is not None:
+                    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                    records.append_line(self.out / "commands.txt", f"{stamp}  {command}")
                 runner.run_experiment(self.grid, executor=executor, shard=shard, progress=progress, limit=limit)
         finally:
             if owned:

@@ -301,6 +301,16 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, exclusive: bool 
         f.write(data)
 
 
+def append_line(path: pathlib.Path, line: str) -> None:
+    """Appends one line (``line`` + "\n", UTF-8) with a single write, fsync'ed (a log of the run folder)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line.replace("\n", " ") + "\n").encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str, *, exclusive: bool = False) -> None:
     """Writes the whole of ``path`` as UTF-8, atomically and durably (see :func:`atomic_open`)."""
     atomic_write_bytes(path, text.encode("utf-8"), exclusive=exclusive)
@@ -479,6 +489,6 @@ def merge(inputs: Sequence[str | os.PathLike], out: str | os.PathLike) -> int:
     return len(merged)
 
 
-__all__ = ["CELL", "SCORERS", "SCORING_PREFIXES", "REQUIRED_KEYS", "record_key", "shard_of", "records_path", "split_lines",
+__all__ = ["CELL", "SCORERS", "SCORING_PREFIXES", "REQUIRED_KEYS", "append_line", "record_key", "shard_of", "records_path", "split_lines",
            "read_records", "check_record", "load_records", "RecordFile", "merge", "fsync_dir", "atomic_open",
            "atomic_write_bytes", "atomic_write_text", "RunFolderLocked", "RunLock", "lock_path"]

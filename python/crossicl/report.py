@@ -141,7 +141,12 @@ def write_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
 
 
 def _config_section(cfg_path: pathlib.Path) -> list[str]:
-    md = ["## Configuration", ""]
+    md = []
+    commands = cfg_path.parent / "commands.txt"
+    if commands.is_file():
+        md += ["## Commands", "", "The runs that wrote this folder (UTC start, command line):", "", "```"]
+        md += [line for line in commands.read_text(encoding="utf-8").split("\n") if line] + ["```", ""]
+    md += ["## Configuration", ""]
     if cfg_path.is_file():
         try:
             config = json.loads(cfg_path.read_text(encoding="utf-8"))

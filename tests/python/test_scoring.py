@@ -130,3 +130,21 @@ def test_label_scores_alias_equals_label_mode(paper_dir, models_dir, tmp_path):
 def test_config_errors(paper_dir, models_dir, tmp_path, decode, words):
     with pytest.raises(C.ConfigError, match=words.replace("[", r"\[").replace("]", r"\]")):
         E.Experiment(_config(paper_dir, models_dir, tmp_path, **decode))
+
+
+def test_cli_run_logs_its_command_and_the_report_lists_it(paper_dir, models_dir, tmp_path):
+    from crossicl import cli
+    cfg = _config(paper_dir, models_dir, tmp_path / "run")
+    cfg["data"]["items"] = 2
+    cfg["grid"] = {"targets": ["sciq"], "methods": ["zero-shot"]}
+    path = tmp_path / "grid.yaml"  # JSON is YAML
+    path.write_text(json.dumps(cfg))
+    argv = ["run", str(path), "--quiet", "--out", str(tmp_path / "run")]
+    assert cli.main(argv) == 0
+    assert cli.main(argv) == 0  # a resumed run logs its command too
+    lines = (tmp_path / "run" / "commands.txt").read_text().split("\n")
+    assert len(lines) == 3 and lines[2] == "" and all(x.endswith("crossicl " + " ".join(argv)) for x in lines[:2])
+    assert cli.main(["report", str(tmp_path / "run"), "--out", str(tmp_path / "rep.md")]) == 0
+    text = (tmp_path / "rep.md").read_text()
+    assert "## Commands" in text and "crossicl run" in text and "### Accuracy per cell: `calibrated`" in text
+    assert (tmp_path / "rep" / "heatmap_label.png").is_file() is False  # no cross-task cells: no heatmaps
