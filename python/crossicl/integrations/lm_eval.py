@@ -26,10 +26,12 @@ Every convention is the hf backend's, so that the two agree request by request:
   token (BOS, else EOS); a text gets the tokenizer's leading special tokens unless it starts with the BOS text.
 * loglikelihood: context + continuation longer than max_length + 1 keeps its last max_length + 1 tokens. Requests
   are grouped by context and each context is prefilled once for all its continuations (``Engine.score_batch`` on
-  token ids; shared prefixes of different contexts come from the prefix cache). is_greedy: the Engine's greedy
-  continuation of the context starts with the continuation's tokens, which is "every continuation token is the
-  argmax" (ScoreResult carries no argmax, so the greedy tokens come from ``Engine.generate``: one token per
-  context, more only where a longer continuation starts with that token).
+  token ids; shared prefixes of different contexts come from the prefix cache). is_greedy ("every continuation
+  token is the argmax"; ScoreResult carries no argmax) is decided by the scores where they can (a token of
+  probability > 1/2 is the argmax; one below another candidate's different token after the same prefix is not),
+  else by the Engine's greedy continuation of the context (``Engine.generate``: one token, then, for contexts with
+  a longer open candidate starting with it, up to that candidate's length): greedy when it starts with the
+  continuation.
 * loglikelihood_rolling: lm-eval's disjoint rolling windows (max_length tokens, prefix token first), summed.
 * generate_until: greedy (``do_sample=True`` raises ValueError); the context keeps its last
   max_length - max_gen_toks tokens; generation stops at EOS or a stop sequence, and the text, decoded without
@@ -48,6 +50,7 @@ if __name__ == "__main__":
 
 import json
 import logging
+import math
 import os
 import sys
 from typing import Any, Sequence
@@ -64,8 +67,27 @@ import crossicl
 
 log = logging.getLogger(__name__)
 
+_LOG_HALF = math.log(0.5)
 # Contexts per Engine call: enough to fill forward passes of max_batch_tokens, few enough for a live progress bar.
 CHUNK = 64
+
+
+def _greedy_from_scores(candidates: list[tuple[int, ...]], scores: list) -> list[bool | None]:
+    """is_greedy of each continuation of one context where its scores alone decide it, else None. A token of
+    probability > 1/2 is the argmax; a token is not the argmax when another candidate, after the same tokens,
+    continues with a different token of higher log-prob."""
+    flags: list[bool | None] = []
+    for c, s in zip(candidates, scores):
+        flag = None
+        for d, t in zip(candidates, scores):
+            i = next((i for i, (x, y) in enumerate(zip(c, d)) if x != y), None)  # first position they differ
+            if i is not None and t.logprobs[i] > s.logprobs[i]:
+                flag = False
+                break
+        if flag is None and all(lp > _LOG_HALF for lp in s.logprobs):
+            flag = True
+        flags.append(flag)
+    return flags
 
 
 def _engine_device(device: str) -> str:
@@ -170,10 +192,17 @@ class CrossiclLM(TemplateLM):
             chunk = contexts[a:a + CHUNK]
             candidates = [list(by_context[c]) for c in chunk]
             scores = self.engine.score_batch([list(c) for c in chunk], [[list(x) for x in cs] for cs in candidates])
-            greedy_ids = self._greedy_tokens(chunk, candidates) if greedy else [()] * len(chunk)
-            for context, cands, cand_scores, best in zip(chunk, candidates, scores, greedy_ids):
-                for cont, score in zip(cands, cand_scores):
-                    answer = (float(score.sum), tuple(best[:len(cont)]) == cont)
+            flags = [_greedy_from_scores(c, s) if greedy else [False] * len(c) for c, s in zip(candidates, scores)]
+            undecided = [k for k, f in enumerate(flags) if None in f]
+            if undecided:
+                best = self._greedy_tokens([chunk[k] for k in undecided],
+                                           [[c for c, f in zip(candidates[k], flags[k]) if f is None]
+                                            for k in undecided])
+                for k, b in zip(undecided, best):
+                    flags[k] = [tuple(b[:len(c)]) == c if f is None else f for c, f in zip(candidates[k], flags[k])]
+            for context, cands, cand_scores, cand_flags in zip(chunk, candidates, scores, flags):
+                for cont, score, is_greedy in zip(cands, cand_scores, cand_flags):
+                    answer = (float(score.sum), is_greedy)
                     for i in by_context[context][cont]:
                         results[i] = answer
                         if requests[i][0] is not None:
@@ -197,7 +226,8 @@ class CrossiclLM(TemplateLM):
         return float((picked - logsumexp).sum()), bool((logits.argmax(axis=1) == continuation).all())
 
     def _greedy_tokens(self, contexts: list[tuple[int, ...]], candidates: list[list[tuple[int, ...]]]) -> list:
-        """Per context, its greedy continuation, long enough to compare with every candidate that could match."""
+        """Per context, its greedy continuation, long enough to compare with each of its candidates (those whose
+        scores left is_greedy open)."""
         first = self.engine.generate([list(c) for c in contexts], max_new_tokens=1, stop=[], stop_at_eos=False)
         best = [tuple(r.token_ids) for r in first]
         # contexts with a longer candidate that starts with the greedy token: decoded together (one decode step
