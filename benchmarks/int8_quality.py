@@ -2,6 +2,7 @@
 
   python3 benchmarks/int8_quality.py [--n 200] [--threads 2] [--model PATH] [--alpha A] [--json OUT.json]
   python3 benchmarks/int8_quality.py --accuracy RUN_DIR     # after `crossicl run benchmarks/int8_accuracy.toml`
+  python3 benchmarks/int8_quality.py --candidate bfloat16    # the same figures for bfloat16: what the bar means
 
 Prompts: the first --n of the paper's cross-task prompts (method totally-cross-sim, one demonstration; targets
 and sources taken in turn, items in order; prompts over 2,000 tokens skipped), built from the published pack
@@ -112,6 +113,8 @@ def main() -> None:
     ap.add_argument("--alpha", type=float, default=None, help="smooth_alpha of the int8 engine (default: its own)")
     ap.add_argument("--json", default=None, help="also write the figures and per-prompt rows here")
     ap.add_argument("--accuracy", default=None, metavar="RUN_DIR", help="print the accuracy table of a run folder")
+    ap.add_argument("--candidate", choices=["int8", "bfloat16"], default="int8",
+                    help="the engine compared with float32 (bfloat16: a reference for the int8 figures)")
     args = ap.parse_args()
     if args.accuracy:
         accuracy_table(args.accuracy)
@@ -120,7 +123,8 @@ def main() -> None:
     f32 = crossicl.Engine(path, threads=args.threads)
     t0 = time.perf_counter()
     kw = {} if args.alpha is None else {"smooth_alpha": args.alpha}
-    q8 = crossicl.Engine(path, threads=args.threads, quantize="int8", **kw)
+    q8 = (crossicl.Engine(path, threads=args.threads, quantize="int8", **kw) if args.candidate == "int8"
+          else crossicl.Engine(path, threads=args.threads, dtype="bfloat16"))
     load_q8 = time.perf_counter() - t0
     prompts = paper_prompts(args.n, f32)
     want = f32.generate(prompts, max_new_tokens=10)
@@ -141,12 +145,12 @@ def main() -> None:
     same = sum(r["same_line"] for r in rows)
     first = sum(r["same_first_token"] for r in rows)
     all_kl = np.concatenate(kls)
-    res = dict(model=str(path), smooth_alpha=args.alpha, n=n, prompt_tokens=int(all_kl.size), same_first_line=same,
+    res = dict(model=str(path), candidate=args.candidate, smooth_alpha=args.alpha, n=n, prompt_tokens=int(all_kl.size), same_first_line=same,
                same_first_line_pct=100 * same / n, same_first_token=first, mean_kl=float(all_kl.mean()),
                p99_kl=float(np.quantile(all_kl, 0.99)), mean_kl_last=float(np.mean(kl_last)), max_abs_logit_err=max_abs,
                max_abs_over_range=rel, weight_bytes_ratio=q8.weight_bytes / f32.weight_bytes,
                int8_load_seconds=load_q8)
-    print(f"{n} prompts ({res['prompt_tokens']:,} positions), {path}")
+    print(f"{args.candidate} against float32: {n} prompts ({res['prompt_tokens']:,} positions), {path}")
     print(f"first line identical: {same}/{n} ({res['same_first_line_pct']:.1f}%), first token {first}/{n}")
     print(f"mean KL(float32 || int8) per position {res['mean_kl']:.4f} nats (p99 {res['p99_kl']:.4f}), "
           f"at the last prompt position {res['mean_kl_last']:.4f}")

@@ -217,8 +217,10 @@ std::shared_ptr<Engine> make_engine(const std::filesystem::path& path, std::opti
                                     const std::string& dtype, const std::string& device, int threads,
                                     std::int64_t n_ctx, std::int64_t max_batch_tokens, std::int64_t cache_bytes,
                                     std::optional<py::function> progress, const std::string& quantize,
-                                    std::optional<std::vector<std::string>> calibration, double smooth_alpha) {
+                                    std::optional<std::vector<std::string>> calibration, double smooth_alpha,
+                                    std::vector<std::string> keep_float) {
   EngineOptions o;
+  o.keep_float = std::move(keep_float);
   if (calibration) o.calibration = std::move(*calibration);
   o.smooth_alpha = smooth_alpha;
   if (tokenizer) o.tokenizer = tokenizer->string();
@@ -335,7 +337,7 @@ call. Calling the engine from its own ``progress`` callback raises ValueError.
            py::arg("dtype") = "float32", py::arg("device") = "cpu", py::arg("threads") = 0, py::arg("n_ctx") = 0,
            py::arg("max_batch_tokens") = 1024, py::arg("cache_bytes") = EngineOptions{}.cache_bytes,
            py::arg("progress") = py::none(), py::arg("quantize") = "none", py::arg("calibration") = py::none(),
-           py::arg("smooth_alpha") = EngineOptions{}.smooth_alpha,
+           py::arg("smooth_alpha") = EngineOptions{}.smooth_alpha, py::arg("keep_float") = std::vector<std::string>{},
            "Loads the model (and tokenizer). dtype 'float32' or 'bfloat16'; device 'cpu' or 'cuda'; threads = torch "
            "intra-op threads (0 = torch default; capped at the CPUs this process may use; process-wide: torch has "
            "one setting for every Engine and for the caller's own torch work); n_ctx = context window (0 = the "
@@ -344,7 +346,8 @@ call. Calling the engine from its own ``progress`` callback raises ValueError.
            "ran (e.g. tqdm.update); quantize = 'none' or 'int8' (W8A8 Linear layers: int8 weights per output channel, "
            "activations per token; float32 on the cpu only); calibration = texts run once at load to calibrate int8 "
            "smoothing (None = crossicl's built-in texts); smooth_alpha = SmoothQuant strength in [0, 1] (0 = no "
-           "smoothing); raises crossicl.LoadError for bad files, ValueError "
+           "smoothing); keep_float = int8 Linear layers left in float32, any of 'qkv', 'o', 'gate_up', 'down' (every "
+           "block) and 'head' (LM head and embeddings); raises crossicl.LoadError for bad files, ValueError "
            "for bad options.")
       .def_property_readonly("config", [](const Engine& e) { return e.config(); }, "The model's ModelConfig.")
       .def_property_readonly("tokenizer", [](const Engine& e) { return e.tokenizer(); },

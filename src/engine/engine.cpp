@@ -192,6 +192,7 @@ Engine::Engine(const std::string& path, EngineOptions options) : options_(std::m
     tokenizer_ = std::shared_ptr<Tokenizer>(tokenizer_from_gguf(path));
   ModelOptions model_options{options_.dtype, options_.device, options_.quantize, {}};
   model_options.int8.smooth_alpha = options_.smooth_alpha;
+  model_options.int8.keep_float = options_.keep_float;
   if (options_.quantize == Quantize::Int8) model_options.int8.calibration = calibration_ids();
   model_ = Model::load(path, model_options);
 #if defined(__GLIBC__)

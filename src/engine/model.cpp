@@ -1,5 +1,6 @@
 #include "crossicl/engine/model.h"
 
+#include <algorithm>
 #include <array>
 #include <filesystem>
 #include <set>
@@ -55,15 +56,38 @@ void fuse_projections(LayerWeights& l) {
   l.w3 = l.w13.narrow(0, h, h);
 }
 
+constexpr std::array<std::string_view, 5> kKeepFloatNames = {"qkv", "o", "gate_up", "down", "head"};
+
+// Int8Options::keep_float as one flag per name of kKeepFloatNames; InvalidArgument names an unknown one.
+std::array<bool, 5> keep_float_flags(const std::vector<std::string>& names) {
+  std::array<bool, 5> keep{};
+  for (const std::string& n : names) {
+    const auto it = std::find(kKeepFloatNames.begin(), kKeepFloatNames.end(), n);
+    if (it == kKeepFloatNames.end())
+      throw InvalidArgument(fmt::format("keep_float: unknown layer '{}' (expected any of qkv, o, gate_up, down, head)", n));
+    keep[static_cast<std::size_t>(it - kKeepFloatNames.begin())] = true;
+  }
+  return keep;
+}
+
 // Replaces the float Linear weights of every block by int8 ones (Quantize::Int8) and releases the float ones
-// (their memory-mapped pages too), so the int8 weights are held alone.
-std::vector<QuantLayer> quantize_layers(std::vector<LayerWeights>& layers) {
+// (their memory-mapped pages too), so the int8 weights are held alone; those `keep` names (kKeepFloatNames order)
+// stay float32, with an empty QuantWeight.
+std::vector<QuantLayer> quantize_layers(std::vector<LayerWeights>& layers, const std::array<bool, 5>& keep) {
   std::vector<QuantLayer> out;
   for (LayerWeights& l : layers) {
-    out.push_back({detail::quantize_linear(l.wqkv), detail::quantize_linear(l.wo), detail::quantize_linear(l.w13),
-                   detail::quantize_linear(l.w2)});
-    for (const at::Tensor* t : {&l.wo, &l.w2}) detail::release_mapped_pages(*t);
-    for (at::Tensor* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2, &l.w3, &l.wqkv, &l.w13}) *t = at::Tensor();
+    auto quantized = [](at::Tensor& w, bool keep_it) {
+      if (keep_it) return QuantWeight{};
+      QuantWeight q = detail::quantize_linear(w);
+      detail::release_mapped_pages(w);
+      w = at::Tensor();
+      return q;
+    };
+    QuantLayer q{quantized(l.wqkv, keep[0]), quantized(l.wo, keep[1]), quantized(l.w13, keep[2]),
+                 quantized(l.w2, keep[3])};
+    if (!keep[0]) l.wq = l.wk = l.wv = at::Tensor();
+    if (!keep[2]) l.w1 = l.w3 = at::Tensor();
+    out.push_back(std::move(q));
   }
   return out;
 }
@@ -125,16 +149,19 @@ Model::Model(Weights weights, c10::Device device, Quantize quantize, const Int8O
       // smoothing read them (faulting mapped pages back in) and made new tensors: drop the old pages now
       for (const at::Tensor& t : replaced) detail::release_mapped_pages(t);
     }
-    quant_layers_ = quantize_layers(weights_.layers);
+    const std::array<bool, 5> keep = keep_float_flags(int8.keep_float);
+    quant_layers_ = quantize_layers(weights_.layers, keep);
     quantize_ = Quantize::Int8;
     // The LM head per vocabulary row, which is also the per-row quantisation of the embedding table: a tied
     // model keeps one int8 table for both.
-    const bool tied = weights_.output.is_same(weights_.tok_embeddings);
-    quant_output_ = detail::quantize_rows(weights_.output);
-    quant_embeddings_ = tied ? quant_output_ : detail::quantize_rows(weights_.tok_embeddings);
-    for (const at::Tensor* t : {&weights_.output, &weights_.tok_embeddings}) detail::release_mapped_pages(*t);
-    weights_.output = at::Tensor();
-    weights_.tok_embeddings = at::Tensor();
+    if (!keep[4]) {
+      const bool tied = weights_.output.is_same(weights_.tok_embeddings);
+      quant_output_ = detail::quantize_rows(weights_.output);
+      quant_embeddings_ = tied ? quant_output_ : detail::quantize_rows(weights_.tok_embeddings);
+      for (const at::Tensor* t : {&weights_.output, &weights_.tok_embeddings}) detail::release_mapped_pages(*t);
+      weights_.output = at::Tensor();
+      weights_.tok_embeddings = at::Tensor();
+    }
   }
   if (!device_.is_cpu()) {
     const bool tied = weights_.output.is_same(weights_.tok_embeddings);

@@ -48,6 +48,12 @@ struct Pass {
   ActStats* stats;               // calibration: Linear input maxima recorded here (null = not gathered)
 };
 
+// The int8 weight of a block's Linear layer `m`, or null when the model is float or keeps that layer in float32
+// (Int8Options::keep_float).
+const QuantWeight* quantized(const QuantLayer* Q, QuantWeight QuantLayer::*m) {
+  return Q && (Q->*m).q.defined() ? &(Q->*m) : nullptr;
+}
+
 // x W^T by the weight's representation: the int8 one when the model is quantised (`q` not null), else float.
 // Records x's channel maxima as input `slot` of block `layer` when the pass gathers them.
 at::Tensor project(const Pass& p, std::int64_t layer, ActSlot slot,
@@ -150,7 +156,7 @@ void attend(const Pass& p,
 at::Tensor attention(const Pass& p, const LayerWeights& L, const QuantLayer* Q, std::int64_t layer,
                      const at::Tensor& x) {  // [n, dim] residual stream -> [n, dim]
   const std::int64_t n = x.size(0), nh = p.c.n_heads, kvh = p.c.n_kv_heads, hd = p.c.head_dim;
-  at::Tensor qkv = norm_project(p, layer, kSlotQkv, x, L.attention_norm, L.wqkv, Q ? &Q->wqkv : nullptr)
+  at::Tensor qkv = norm_project(p, layer, kSlotQkv, x, L.attention_norm, L.wqkv, quantized(Q, &QuantLayer::wqkv))
                        .view({n, nh + 2 * kvh, hd});  // [n, nh + 2 kvh, hd]
   at::Tensor q, k;
   if (p.kernels.loop_elementwise || Q) {  // int8 models: the loop at any size (no ATen rotate_half copies)
@@ -174,14 +180,16 @@ at::Tensor attention(const Pass& p, const LayerWeights& L, const QuantLayer* Q, 
     at::Tensor rows = attn.narrow(0, span.start, span.len);  // [len, n_heads, head_dim]
     attend(p, q.narrow(0, span.start, span.len), k_cache, v_cache, span.p0, rows);
   }
-  return project(p, layer, kSlotO, attn.view({n, nh * hd}), L.wo, Q ? &Q->wo : nullptr);  // [n, dim]
+  return project(p, layer, kSlotO, attn.view({n, nh * hd}), L.wo, quantized(Q, &QuantLayer::wo));  // [n, dim]
 }
 
 // SwiGLU on h = RMSNorm(x): w2(silu(w1 h) * w3 h), the gate and up projections as one product.
 at::Tensor feed_forward(const Pass& p, const LayerWeights& L, const QuantLayer* Q, std::int64_t layer,
                         const at::Tensor& x) {  // [n, dim] residual stream -> [n, dim]
-  at::Tensor gu = norm_project(p, layer, kSlotGateUp, x, L.ffn_norm, L.w13, Q ? &Q->w13 : nullptr);  // [n, 2 hidden]
-  if (Q && !p.stats) return detail::linear_int8(detail::quantize_silu_mul(gu), Q->w2);  // [n, dim]
+  at::Tensor gu = norm_project(p, layer, kSlotGateUp, x, L.ffn_norm, L.w13,
+                               quantized(Q, &QuantLayer::w13));  // [n, 2 hidden]
+  const QuantWeight* w2 = quantized(Q, &QuantLayer::w2);
+  if (w2 && !p.stats) return detail::linear_int8(detail::quantize_silu_mul(gu), *w2);  // [n, dim]
   at::Tensor ff;  // [n, hidden_dim]
   if (p.kernels.loop_elementwise) {
     ff = detail::silu_mul_cpu(gu);
@@ -189,7 +197,7 @@ at::Tensor feed_forward(const Pass& p, const LayerWeights& L, const QuantLayer* 
     const std::int64_t H = gu.size(1) / 2;
     ff = at::silu(gu.narrow(1, 0, H)) * gu.narrow(1, H, H);
   }
-  return project(p, layer, kSlotDown, ff, L.w2, Q ? &Q->w2 : nullptr);  // [n, dim]
+  return project(p, layer, kSlotDown, ff, L.w2, w2);  // [n, dim]
 }
 
 }  // namespace
@@ -268,8 +276,9 @@ DecodeOutput forward(const Model& model, const BatchPlan& plan, const std::vecto
            options.hidden_layers.end();
   };
   const bool int8 = model.quantize() == Quantize::Int8;
-  at::Tensor x = int8 ? detail::embedding_int8(model.quant_embeddings(), tokens)
-                      : W.tok_embeddings.index_select(0, tokens);  // [n, dim]
+  const bool int8_head = int8 && model.quant_output().q.defined();  // else keep_float "head": float tables
+  at::Tensor x = int8_head ? detail::embedding_int8(model.quant_embeddings(), tokens)
+                           : W.tok_embeddings.index_select(0, tokens);  // [n, dim]
   if (wanted(0)) hidden[0] = x.index_select(0, rows);
   for (std::int64_t l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = W.layers[l];
@@ -283,7 +292,7 @@ DecodeOutput forward(const Model& model, const BatchPlan& plan, const std::vecto
 
   DecodeOutput out;
   if (options.logits)  // [n_out, vocab_size]
-    out.logits = (int8 ? detail::linear_int8(xo, model.quant_output()) : detail::linear(xo, W.output))
+    out.logits = (int8_head ? detail::linear_int8(xo, model.quant_output()) : detail::linear(xo, W.output))
                      .to(at::kFloat)
                      .cpu()
                      .contiguous();

@@ -62,6 +62,20 @@ def test_smoothing_options(stories_paths):
         crossicl.Engine(path, quantize="int8", calibration=["text"])
 
 
+def test_keep_float(stories_paths):
+    """keep_float= reaches the model: float layers take more bytes and move the logits; a bad name is a
+    ValueError listing the accepted ones."""
+    import numpy as np
+    path, tok = stories_paths
+    ids = [1, 403, 407, 261, 378]
+    q8 = crossicl.Engine(path, tokenizer=tok, quantize="int8")
+    mixed = crossicl.Engine(path, tokenizer=tok, quantize="int8", keep_float=["down", "head"])
+    assert mixed.weight_bytes > q8.weight_bytes
+    assert not np.array_equal(mixed.logits(ids), q8.logits(ids))
+    with pytest.raises(ValueError, match=r"keep_float: unknown layer 'ffn' \(expected any of qkv, o, gate_up"):
+        crossicl.Engine(path, tokenizer=tok, quantize="int8", keep_float=["ffn"])
+
+
 def _paper_prompts(paper_dir, per_target: int) -> list[str]:
     pack = crossicl.paper.Pack(paper_dir)
     prompts = []

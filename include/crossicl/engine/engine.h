@@ -86,6 +86,8 @@ struct EngineOptions {
                                          // Int8Options); empty = crossicl's built-in calibration texts
                                          // (fixed token ids when the engine has no tokenizer)
   double smooth_alpha = 0.5;             // Int8: SmoothQuant strength in [0, 1] (0 = no smoothing)
+  std::vector<std::string> keep_float;   // Int8: Linear layers left in float32 ("qkv", "o", "gate_up", "down",
+                                         // "head"; model.h, Int8Options)
   int threads = 0;                  // torch intra-op threads (0 = torch default); capped at the CPUs this
                                     // process may run on (available_cpus(); Engine::threads() tells the count
                                     // used). Set at construction through at::set_num_threads, which is

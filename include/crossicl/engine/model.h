@@ -42,6 +42,9 @@ struct Int8Options {
                                                        // passes its calibration texts, engine.h)
   double smooth_alpha = 0.5;  // SmoothQuant migration strength in [0, 1]: 0 = no smoothing (no calibration
                               // run), 1 moves all of the activations' range into the weights
+  std::vector<std::string> keep_float;  // Linear layers left in float32 (their QuantWeight empty): any of "qkv",
+                                        // "o", "gate_up", "down" (in every block) and "head" (the LM head and,
+                                        // tied or not, the embeddings); InvalidArgument for another name
 };
 
 /// How to load a model.
@@ -60,7 +63,8 @@ struct QuantWeight {
   at::Tensor scale;  // [out] float32
 };
 
-/// The int8 Linear weights of one block (Quantize::Int8), fused as LayerWeights::wqkv and w13.
+/// The int8 Linear weights of one block (Quantize::Int8), fused as LayerWeights::wqkv and w13; one that
+/// Int8Options::keep_float leaves in float32 has an undefined `q` (LayerWeights keeps its float tensor).
 struct QuantLayer {
   QuantWeight wqkv;  // [(n_heads + 2 * n_kv_heads) * head_dim, dim]
   QuantWeight wo;    // [dim, n_heads * head_dim]

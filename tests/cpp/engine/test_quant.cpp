@@ -283,6 +283,42 @@ TEST_CASE("int8 options: smooth_alpha outside [0, 1] and calibration texts witho
   CHECK_THROWS_WITH(Engine(p, e), "calibration texts need a tokenizer (pass tokenizer=, or no calibration)");
 }
 
+TEST_CASE("keep_float leaves the named Linear layers in float32", "[engine][quant][model]") {
+  const std::string p = stories_bin();
+  if (p.empty()) return;
+  const auto base = std::make_shared<const Model>(load_llama2c(p, at::kFloat), c10::Device(c10::kCPU));
+  const std::vector<std::int32_t> ids = some_ids(48, 1);
+  const at::Tensor want = all_logits(base, ids);
+  const double range = (want.max() - want.min()).item<double>();
+  auto int8_model = [&](std::vector<std::string> keep) {
+    Int8Options o;
+    o.keep_float = std::move(keep);
+    return std::make_shared<const Model>(base->weights(), c10::Device(c10::kCPU), Quantize::Int8, o);
+  };
+  // Every layer kept: the smoothed float model, the same function up to rounding (as the smoothing test).
+  const auto all = int8_model({"qkv", "o", "gate_up", "down", "head"});
+  CHECK_FALSE(all->quant_output().q.defined());
+  CHECK(all->weights().output.defined());
+  CHECK(all->weight_bytes() == base->weight_bytes());
+  CHECK((all_logits(all, ids) - want).abs().max().item<double>() <= 1e-4 * range);
+  // One kept: that layer's float tensor stays, the others are int8, and the error sits between the two.
+  const auto down = int8_model({"down"});
+  for (const QuantLayer& q : down->quant_layers()) {
+    CHECK_FALSE(q.w2.q.defined());
+    CHECK(q.wqkv.q.defined());
+  }
+  CHECK(down->weights().layers[0].w2.defined());
+  CHECK_FALSE(down->weights().layers[0].wo.defined());
+  const auto none = int8_model({});
+  CHECK(down->weight_bytes() > none->weight_bytes());
+  const double err_none = (all_logits(none, ids) - want).abs().mean().item<double>();
+  const double err_down = (all_logits(down, ids) - want).abs().mean().item<double>();
+  INFO("mean |logit error|: all int8 " << err_none << ", down projections float32 " << err_down);
+  CHECK(err_down < err_none);
+  CHECK_THROWS_WITH(int8_model({"down", "mlp"}),
+                    "keep_float: unknown layer 'mlp' (expected any of qkv, o, gate_up, down, head)");
+}
+
 TEST_CASE("fused RMSNorm and SiLU-gate quantisation equal the unfused ops bit for bit", "[engine][quant]") {
   const at::Tensor x = sample_rows(19, 77, 9);
   const at::Tensor w = at::rand({77}, gen(10)) + 0.5;
