@@ -231,16 +231,27 @@ std::vector<std::int32_t> some_ids(std::size_t n, int salt) {
   return ids;
 }
 
+// The float32 stories260K model and its logits over 48 fixed ids, the reference of the smoothing tests.
+struct FloatReference {
+  std::shared_ptr<const Model> base;
+  std::vector<std::int32_t> ids = some_ids(48, 1);
+  at::Tensor want;     // [48, vocab] logits of base
+  double range = 0;    // max - min of want
+
+  explicit FloatReference(const std::string& path)
+      : base(std::make_shared<const Model>(load_llama2c(path, at::kFloat), c10::Device(c10::kCPU))),
+        want(all_logits(base, ids)),
+        range((want.max() - want.min()).item<double>()) {}
+};
+
 }  // namespace
 
 TEST_CASE("smoothing keeps the float function and, with an outlier channel, shrinks the int8 error",
           "[engine][quant][model]") {
   const std::string p = stories_bin();
   if (p.empty()) return;
-  const auto base = std::make_shared<const Model>(load_llama2c(p, at::kFloat), c10::Device(c10::kCPU));
-  const std::vector<std::int32_t> ids = some_ids(48, 1);
-  const at::Tensor want = all_logits(base, ids);
-  const double range = (want.max() - want.min()).item<double>();
+  const FloatReference ref(p);
+  const auto& [base, ids, want, range] = ref;
 
   // Smoothed float weights: the same logits up to float rounding, though the norm weights moved.
   Weights smoothed = base->weights();
@@ -286,14 +297,12 @@ TEST_CASE("int8 options: smooth_alpha outside [0, 1] and calibration texts witho
 TEST_CASE("keep_float leaves the named Linear layers in float32", "[engine][quant][model]") {
   const std::string p = stories_bin();
   if (p.empty()) return;
-  const auto base = std::make_shared<const Model>(load_llama2c(p, at::kFloat), c10::Device(c10::kCPU));
-  const std::vector<std::int32_t> ids = some_ids(48, 1);
-  const at::Tensor want = all_logits(base, ids);
-  const double range = (want.max() - want.min()).item<double>();
+  const FloatReference ref(p);
+  const auto& [base, ids, want, range] = ref;
   auto int8_model = [&](std::vector<std::string> keep) {
     Int8Options o;
     o.keep_float = std::move(keep);
-    return std::make_shared<const Model>(base->weights(), c10::Device(c10::kCPU), Quantize::Int8, o);
+    return std::make_shared<const Model>(ref.base->weights(), c10::Device(c10::kCPU), Quantize::Int8, o);
   };
   // Every layer kept: the smoothed float model, the same function up to rounding (as the smoothing test).
   const auto all = int8_model({"qkv", "o", "gate_up", "down", "head"});
