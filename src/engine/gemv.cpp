@@ -11,6 +11,7 @@
 #include <fmt/ranges.h>
 
 #include "crossicl/core/error.h"
+#include "detail/engine_profile.h"
 
 #define CROSSICL_ISA_BODY "engine/gemv_body.inc"
 #include "detail/isa_instances.h"
@@ -33,6 +34,7 @@ bool gemv_applies(const at::Tensor& x, const at::Tensor& w) {
 }
 
 at::Tensor gemv(const at::Tensor& x_in, const at::Tensor& w, Isa isa) {
+  CROSSICL_PROFILE("gemv");
   if (!gemv_applies(x_in, w))
     throw InvalidArgument(fmt::format("gemv: x [{}] {} and w [{}] {} do not fit (n <= {}, rows of w contiguous)",
                                       fmt::join(x_in.sizes(), ", "), c10::toString(x_in.scalar_type()),
@@ -59,6 +61,7 @@ at::Tensor gemv(const at::Tensor& x_in, const at::Tensor& w, Isa isa) {
 }
 
 at::Tensor gemv_int8(const at::Tensor& xq_in, const at::Tensor& w, Isa isa) {
+  CROSSICL_PROFILE("gemv_int8");
   if (xq_in.dim() != 2 || w.dim() != 2 || xq_in.scalar_type() != at::kChar || w.scalar_type() != at::kChar ||
       xq_in.size(1) != w.size(1) || xq_in.size(0) < 1 || xq_in.size(0) > kGemvMaxRows ||
       (w.stride(1) != 1 && w.stride(0) != 1))

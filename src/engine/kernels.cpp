@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "crossicl/core/error.h"
+#include "detail/engine_profile.h"
 
 #define CROSSICL_ISA_BODY "engine/kernels_body.inc"
 #include "detail/isa_instances.h"
@@ -22,17 +23,23 @@ bool cpu_kernels(const at::Tensor& x) {
 }
 
 at::Tensor rms_norm_cpu(const at::Tensor& x, const at::Tensor& weight, double eps, Isa isa) {
+  CROSSICL_PROFILE("rms_norm");
   return CROSSICL_ISA_CALL(isa, "rms_norm", rms_norm_cpu, x, weight, eps);
 }
 
-at::Tensor silu_mul_cpu(const at::Tensor& gu, Isa isa) { return CROSSICL_ISA_CALL(isa, "silu_mul", silu_mul_cpu, gu); }
+at::Tensor silu_mul_cpu(const at::Tensor& gu, Isa isa) {
+  CROSSICL_PROFILE("silu_mul");
+  return CROSSICL_ISA_CALL(isa, "silu_mul", silu_mul_cpu, gu);
+}
 
 void rope_qk_cpu(at::Tensor& qkv, std::int64_t heads, const at::Tensor& cos, const at::Tensor& sin, Isa isa) {
+  CROSSICL_PROFILE("rope");
   CROSSICL_ISA_CALL(isa, "rope", rope_qk_cpu, qkv, heads, cos, sin);
 }
 
 void attend_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, std::int64_t p0, double scale,
                 at::Tensor& out, Isa isa) {
+  CROSSICL_PROFILE("attend");
   CROSSICL_ISA_CALL(isa, "attention", attend_cpu, q, k, v, p0, scale, out);
 }
 

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "crossicl/core/error.h"
+#include "detail/engine_profile.h"
 #include "detail/engine_gemv.h"
 
 #define CROSSICL_ISA_BODY "engine/quant_body.inc"
@@ -43,6 +44,7 @@ QuantWeight quantize_each_row(std::int64_t n, std::int64_t k, const at::TensorOp
 }  // namespace
 
 QuantWeight quantize_rows(const at::Tensor& x_in, Isa isa) {
+  CROSSICL_PROFILE("quantize_rows");
   check_float_matrix(x_in, "quantize_rows");
   const at::Tensor x = x_in.stride(1) == 1 ? x_in : x_in.contiguous();
   const std::int64_t k = x.size(1), stride = x.stride(0);
@@ -62,6 +64,7 @@ QuantWeight quantize_linear(const at::Tensor& w) {
 }
 
 QuantWeight quantize_rms_norm(const at::Tensor& x_in, const at::Tensor& weight, double eps, Isa isa) {
+  CROSSICL_PROFILE("quantize_rms_norm");
   check_float_matrix(x_in, "quantize_rms_norm");
   const at::Tensor x = x_in.contiguous(), w = weight.contiguous();
   const std::int64_t n = x.size(0), dim = x.size(1);
@@ -78,6 +81,7 @@ QuantWeight quantize_rms_norm(const at::Tensor& x_in, const at::Tensor& weight, 
 }
 
 QuantWeight quantize_silu_mul(at::Tensor& gu, Isa isa) {
+  CROSSICL_PROFILE("quantize_silu_mul");
   check_float_matrix(gu, "quantize_silu_mul");
   if (!gu.is_contiguous() || gu.size(1) % 2 != 0)
     throw InvalidArgument(fmt::format("quantize_silu_mul: contiguous [n, 2 * hidden] expected (got [{}, {}])",
@@ -100,6 +104,7 @@ at::Tensor linear_int8(const at::Tensor& x, const QuantWeight& w, Isa isa) {
 at::Tensor linear_int8(const QuantWeight& xq, const QuantWeight& w, Isa isa) {
   if (xq.q.dim() != 2 || xq.q.size(1) != w.q.size(1))
     throw InvalidArgument(fmt::format("linear_int8: input has {} features, the weight {}", xq.q.size(-1), w.q.size(1)));
+  CROSSICL_PROFILE("linear_int8");
   const std::int64_t rows = xq.q.size(0);
   const at::Tensor acc = rows >= 1 && rows <= kGemvMaxRows ? gemv_int8(xq.q, w.q, isa)       // decode steps
                                                            : at::_int_mm(xq.q, w.q.t());  // [n, out] int32, exact

@@ -13,6 +13,7 @@
 #include "crossicl/core/error.h"
 #include "detail/engine_kernels.h"
 #include "detail/engine_ops.h"
+#include "detail/engine_profile.h"
 #include "detail/engine_quant.h"
 
 namespace crossicl::detail {
@@ -155,6 +156,7 @@ void attend(const Pass& p,
 // values into each sequence's cache, attention of each sequence over its cache, output projection.
 at::Tensor attention(const Pass& p, const LayerWeights& L, const QuantLayer* Q, std::int64_t layer,
                      const at::Tensor& x) {  // [n, dim] residual stream -> [n, dim]
+  CROSSICL_PROFILE("attention_block");
   const std::int64_t n = x.size(0), nh = p.c.n_heads, kvh = p.c.n_kv_heads, hd = p.c.head_dim;
   at::Tensor qkv = norm_project(p, layer, kSlotQkv, x, L.attention_norm, L.wqkv, quantized(Q, &QuantLayer::wqkv))
                        .view({n, nh + 2 * kvh, hd});  // [n, nh + 2 kvh, hd]
@@ -186,6 +188,7 @@ at::Tensor attention(const Pass& p, const LayerWeights& L, const QuantLayer* Q, 
 // SwiGLU on h = RMSNorm(x): w2(silu(w1 h) * w3 h), the gate and up projections as one product.
 at::Tensor feed_forward(const Pass& p, const LayerWeights& L, const QuantLayer* Q, std::int64_t layer,
                         const at::Tensor& x) {  // [n, dim] residual stream -> [n, dim]
+  CROSSICL_PROFILE("feed_forward_block");
   at::Tensor gu = norm_project(p, layer, kSlotGateUp, x, L.ffn_norm, L.w13,
                                quantized(Q, &QuantLayer::w13));  // [n, 2 hidden]
   const QuantWeight* w2 = quantized(Q, &QuantLayer::w2);
@@ -260,6 +263,7 @@ BatchPlan plan_batch(const Batch& batch, const DecodeOptions& options, const Con
 
 DecodeOutput forward(const Model& model, const BatchPlan& plan, const std::vector<SeqKv>& kv,
                      const DecodeOptions& options, ActStats* stats) {
+  CROSSICL_PROFILE("forward");
   const Config& c = model.config();
   const Weights& W = model.weights();
   const auto long_opts = at::TensorOptions().dtype(at::kLong);
