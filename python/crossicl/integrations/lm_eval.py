@@ -27,11 +27,11 @@ Every convention is the hf backend's, so that the two agree request by request:
 * loglikelihood: context + continuation longer than max_length + 1 keeps its last max_length + 1 tokens. Requests
   are grouped by context and each context is prefilled once for all its continuations (``Engine.score_batch`` on
   token ids; shared prefixes of different contexts come from the prefix cache). is_greedy ("every continuation
-  token is the argmax"; ScoreResult carries no argmax) is decided by the scores where they can (a token of
-  probability > 1/2 is the argmax; one below another candidate's different token after the same prefix is not),
-  else by the Engine's greedy continuation of the context (``Engine.generate``: one token, then, for contexts with
-  a longer open candidate starting with it, up to that candidate's length): greedy when it starts with the
-  continuation.
+  token is the argmax"; ScoreResult carries no argmax) is decided by the scores where they can (after a shared
+  prefix the candidates show some next tokens' probabilities, and 1 - their sum bounds every other token's: a
+  token above all of these is the argmax, one below another shown token is not), else by the Engine's greedy
+  continuation of the context (``Engine.generate`` in waves of 1, 4, 16, ... tokens while a candidate still
+  matches it): greedy when it starts with the continuation.
 * loglikelihood_rolling: lm-eval's disjoint rolling windows (max_length tokens, prefix token first), summed.
 * generate_until: greedy (``do_sample=True`` raises ValueError); the context keeps its last
   max_length - max_gen_toks tokens; generation stops at EOS or a stop sequence, and the text, decoded without
@@ -67,25 +67,33 @@ import crossicl
 
 log = logging.getLogger(__name__)
 
-_LOG_HALF = math.log(0.5)
+# Probability by which a token must beat every other to be called the argmax from the scores alone (float32
+# log-probs carry ~1e-6 of rounding; a closer call is left to the generated greedy tokens).
+_MARGIN = 1e-4
 # Contexts per Engine call: enough to fill forward passes of max_batch_tokens, few enough for a live progress bar.
 CHUNK = 64
 
 
 def _greedy_from_scores(candidates: list[tuple[int, ...]], scores: list) -> list[bool | None]:
-    """is_greedy of each continuation of one context where its scores alone decide it, else None. A token of
-    probability > 1/2 is the argmax; a token is not the argmax when another candidate, after the same tokens,
-    continues with a different token of higher log-prob."""
+    """is_greedy of each continuation of one context where its scores alone decide it, else None.
+
+    At each position the candidates that share the tokens before it show some of the next-token distribution: the
+    probabilities of their distinct next tokens, and so a bound on every other token's, 1 - their sum. A token is
+    the argmax when its probability beats both (by _MARGIN), and is not when another shown token has a higher
+    one; a continuation is greedy when each of its tokens is the argmax."""
     flags: list[bool | None] = []
     for c, s in zip(candidates, scores):
-        flag = None
-        for d, t in zip(candidates, scores):
-            i = next((i for i, (x, y) in enumerate(zip(c, d)) if x != y), None)  # first position they differ
-            if i is not None and t.logprobs[i] > s.logprobs[i]:
+        flag: bool | None = True
+        for i, token in enumerate(c):
+            # the next tokens after c[:i] that the candidates show, with their probabilities
+            shown = {d[i]: math.exp(t.logprobs[i]) for d, t in zip(candidates, scores) if len(d) > i and d[:i] == c[:i]}
+            p = shown.pop(token)
+            if any(q > p for q in shown.values()):
                 flag = False
                 break
-        if flag is None and all(lp > _LOG_HALF for lp in s.logprobs):
-            flag = True
+            rest = 1.0 - p - sum(shown.values())  # the most any token not shown can have
+            if not p > max([rest, *shown.values()]) + _MARGIN:
+                flag = None  # undecided here; a later position may still show it is not greedy
         flags.append(flag)
     return flags
 
@@ -227,19 +235,20 @@ class CrossiclLM(TemplateLM):
 
     def _greedy_tokens(self, contexts: list[tuple[int, ...]], candidates: list[list[tuple[int, ...]]]) -> list:
         """Per context, its greedy continuation, long enough to compare with each of its candidates (those whose
-        scores left is_greedy open)."""
-        first = self.engine.generate([list(c) for c in contexts], max_new_tokens=1, stop=[], stop_at_eos=False)
-        best = [tuple(r.token_ids) for r in first]
-        # contexts with a longer candidate that starts with the greedy token: decoded together (one decode step
-        # per token of the longest such candidate, every sequence in the same step)
-        need = {k: max((len(c) for c in cands if best[k] and c[0] == best[k][0]), default=1) - 1
-                for k, cands in enumerate(candidates)}
-        ks = [k for k, n in need.items() if n > 0]
-        if ks:
-            more = self.engine.generate([list(contexts[k] + best[k]) for k in ks],
-                                        max_new_tokens=max(need[k] for k in ks), stop=[], stop_at_eos=False)
-            for k, r in zip(ks, more):
-                best[k] += tuple(r.token_ids)
+        scores left is_greedy open): generated in waves of 1, 4, 16, ... tokens, each for the contexts where a
+        longer candidate still matches (most diverge within a token or two; a wave starts from the prefix cache)."""
+        best = [()] * len(contexts)
+        live = list(range(len(contexts)))
+        step = 1
+        while live:
+            need = max(len(c) - len(best[k]) for k in live for c in candidates[k] if c[:len(best[k])] == best[k])
+            outs = self.engine.generate([list(contexts[k] + best[k]) for k in live],
+                                        max_new_tokens=min(step, need), stop=[], stop_at_eos=False)
+            for k, out in zip(live, outs):
+                best[k] += tuple(out.token_ids)
+            live = [k for k, out in zip(live, outs) if out.token_ids and any(
+                len(c) > len(best[k]) and c[:len(best[k])] == best[k] for c in candidates[k])]
+            step *= 4
         return best
 
     def loglikelihood_rolling(self, requests: list, disable_tqdm: bool = False) -> list[float]:
