@@ -3,6 +3,7 @@
   python3 benchmarks/int8_quality.py [--n 200] [--threads 2] [--model PATH] [--alpha A] [--json OUT.json]
   python3 benchmarks/int8_quality.py --accuracy RUN_DIR     # after `crossicl run benchmarks/int8_accuracy.toml`
   python3 benchmarks/int8_quality.py --candidate bfloat16    # the same figures for bfloat16: what the bar means
+  python3 benchmarks/int8_quality.py --keep-float down,head  # int8 with those Linear layers in float32
 
 Prompts: the first --n of the paper's cross-task prompts (method totally-cross-sim, one demonstration; targets
 and sources taken in turn, items in order; prompts over 2,000 tokens skipped), built from the published pack
@@ -113,6 +114,8 @@ def main() -> None:
     ap.add_argument("--alpha", type=float, default=None, help="smooth_alpha of the int8 engine (default: its own)")
     ap.add_argument("--json", default=None, help="also write the figures and per-prompt rows here")
     ap.add_argument("--accuracy", default=None, metavar="RUN_DIR", help="print the accuracy table of a run folder")
+    ap.add_argument("--keep-float", default="", help="int8 layers left in float32, comma-separated (qkv, o, gate_up, "
+                    "down, head)")
     ap.add_argument("--candidate", choices=["int8", "bfloat16"], default="int8",
                     help="the engine compared with float32 (bfloat16: a reference for the int8 figures)")
     args = ap.parse_args()
@@ -123,6 +126,7 @@ def main() -> None:
     f32 = crossicl.Engine(path, threads=args.threads)
     t0 = time.perf_counter()
     kw = {} if args.alpha is None else {"smooth_alpha": args.alpha}
+    kw["keep_float"] = [x for x in args.keep_float.split(",") if x]
     q8 = (crossicl.Engine(path, threads=args.threads, quantize="int8", **kw) if args.candidate == "int8"
           else crossicl.Engine(path, threads=args.threads, dtype="bfloat16"))
     load_q8 = time.perf_counter() - t0
@@ -145,7 +149,7 @@ def main() -> None:
     same = sum(r["same_line"] for r in rows)
     first = sum(r["same_first_token"] for r in rows)
     all_kl = np.concatenate(kls)
-    res = dict(model=str(path), candidate=args.candidate, smooth_alpha=args.alpha, n=n, prompt_tokens=int(all_kl.size), same_first_line=same,
+    res = dict(model=str(path), candidate=args.candidate, keep_float=kw["keep_float"], smooth_alpha=args.alpha, n=n, prompt_tokens=int(all_kl.size), same_first_line=same,
                same_first_line_pct=100 * same / n, same_first_token=first, mean_kl=float(all_kl.mean()),
                p99_kl=float(np.quantile(all_kl, 0.99)), mean_kl_last=float(np.mean(kl_last)), max_abs_logit_err=max_abs,
                max_abs_over_range=rel, weight_bytes_ratio=q8.weight_bytes / f32.weight_bytes,
