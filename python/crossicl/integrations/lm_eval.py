@@ -67,8 +67,8 @@ import crossicl
 
 log = logging.getLogger(__name__)
 
-# Probability by which a token must beat every other to be called the argmax from the scores alone (float32
-# log-probs carry ~1e-6 of rounding; a closer call is left to the generated greedy tokens).
+# How far a token must beat the others (in probability) or be beaten (in log-prob) for the scores alone to decide
+# whether it is the argmax (float32 log-probs carry ~1e-6 of rounding; closer calls go to the greedy tokens).
 _MARGIN = 1e-4
 # Contexts per Engine call: enough to fill forward passes of max_batch_tokens, few enough for a live progress bar.
 CHUNK = 64
@@ -79,20 +79,21 @@ def _greedy_from_scores(candidates: list[tuple[int, ...]], scores: list) -> list
 
     At each position the candidates that share the tokens before it show some of the next-token distribution: the
     probabilities of their distinct next tokens, and so a bound on every other token's, 1 - their sum. A token is
-    the argmax when its probability beats both (by _MARGIN), and is not when another shown token has a higher
-    one; a continuation is greedy when each of its tokens is the argmax."""
+    the argmax when its probability beats both by _MARGIN, and is not when another shown token's log-prob beats
+    its own by _MARGIN; a continuation is greedy when each of its tokens is the argmax."""
     flags: list[bool | None] = []
     for c, s in zip(candidates, scores):
         flag: bool | None = True
         for i, token in enumerate(c):
             # the next tokens after c[:i] that the candidates show, with their probabilities
-            shown = {d[i]: math.exp(t.logprobs[i]) for d, t in zip(candidates, scores) if len(d) > i and d[:i] == c[:i]}
-            p = shown.pop(token)
-            if any(q > p for q in shown.values()):
+            shown = {d[i]: t.logprobs[i] for d, t in zip(candidates, scores) if len(d) > i and d[:i] == c[:i]}
+            lp = shown.pop(token)
+            if any(lq > lp + _MARGIN for lq in shown.values()):
                 flag = False
                 break
-            rest = 1.0 - p - sum(shown.values())  # the most any token not shown can have
-            if not p > max([rest, *shown.values()]) + _MARGIN:
+            p, others = math.exp(lp), [math.exp(lq) for lq in shown.values()]
+            rest = 1.0 - p - sum(others)  # the most any token not shown can have
+            if not p > max([rest, *others]) + _MARGIN:
                 flag = None  # undecided here; a later position may still show it is not greedy
         flags.append(flag)
     return flags
