@@ -10,7 +10,8 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "python" / "crossicl"
 # Bottom to top; a module may import only modules listed before it. `results` needs only the records, so it
 # sits below the facade (Experiment.summary uses it).
 LAYERS = ["_crossicl", "_build", "paper", "models", "records", "config", "planning", "executors", "ray_executor",
-          "runner", "results", "experiment", "plots", "analysis", "report", "cli", "__main__", "__init__"]
+          "runner", "results", "experiment", "plots", "analysis", "report_scoring", "report", "cli", "__main__",
+          "__init__"]
 
 
 def _imports(path: pathlib.Path) -> list[tuple[str, list[str], int, bool]]:
