@@ -15,9 +15,9 @@ command line goes through this module, which registers the model and then runs l
 ``model_args`` are the keyword arguments of ``crossicl.Engine`` (path, tokenizer, dtype, threads, n_ctx,
 max_batch_tokens, cache_bytes, quantize, smooth_alpha; validated by the Engine) plus ``max_gen_toks``, the
 generation budget of tasks that set none (256, as the hf backend). The device is lm-eval's ``--device`` (its
-default "cuda:0" falls back to the cpu where torch has no CUDA, as with the hf backend). From Python, ``CrossiclLM(engine=e)`` wraps an
-open Engine. lm-eval's ``batch_size`` / ``max_batch_size`` are accepted and unused: the Engine packs requests into
-forward passes of at most ``max_batch_tokens`` tokens itself.
+default "cuda:0" falls back to the cpu where torch has no CUDA, as with the hf backend). From Python,
+``CrossiclLM(engine=e)`` wraps an open Engine. lm-eval's ``batch_size`` / ``max_batch_size`` are accepted and
+unused: the Engine packs requests into forward passes of at most ``max_batch_tokens`` tokens itself.
 
 Every convention is the hf backend's, so that the two agree request by request:
 
