@@ -13,7 +13,7 @@ import math
 import pathlib
 from typing import Any
 
-from . import plots
+from . import _crossicl, plots
 from .results import CROSS_METHODS, by_scoring, headline_gain, pooled_ttest, scorings_in, summary
 
 SCORING_NAMES = {
@@ -114,11 +114,25 @@ def scoring_sections(df, out: pathlib.Path, run: pathlib.Path, *, scorer: str = 
         if cross is not None:
             fig = plots.plot_heatmap(dm, method=cross, k=1, scorer=scorer, title=f"scoring: {mode}")
             written.append(plots.save_figure(fig, out / f"heatmap_{mode}.png"))
-    md += _headline_lines(heads) + _ttest_lines(tests) + _pseudo_lines(pseudo, run, models)
+    md += _same_reading_lines(d, modes)
+    md += _headline_lines(heads) + _ttest_lines(tests) + _pseudo_lines(pseudo, run, models, scorer)
     md += ["### Per-source heatmaps", ""]
     md += [f"![{mode}]({image_prefix}heatmap_{mode}.png)" for mode in modes if cross is not None] + [""]
     md += _paper_lines(heads, tests, pseudo, chance)
     return md, written
+
+
+def _same_reading_lines(d, modes: list[str]) -> list[str]:
+    """A note when the first-token and summed label readings predict the same label on every record (every label
+    of the label spaces is one token after label_prefix)."""
+    pairs = [("label", "label_first"), ("calibrated", "calibrated_first")]
+    same = [(a, b) for a, b in pairs if a in modes and b in modes
+            and (by_scoring(d, a)["pred"] == by_scoring(d, b)["pred"]).all()]
+    if not same:
+        return []
+    names = ", ".join(f"`{a}` = `{b}`" for a, b in same)
+    return [f"The first-token and summed readings predict the same label on every record ({names}): each label is "
+            "one token here.", ""]
 
 
 def _headline_lines(heads: list[tuple]) -> list[str]:
@@ -154,7 +168,7 @@ def _ttest_lines(tests: dict) -> list[str]:
     return md + [""]
 
 
-def _pseudo_lines(pseudo: list[tuple], run: pathlib.Path, models: list[str]) -> list[str]:
+def _pseudo_lines(pseudo: list[tuple], run: pathlib.Path, models: list[str], scorer: str) -> list[str]:
     if not pseudo:
         return []
     md = ["### Pseudo-label ICL", "",
@@ -178,10 +192,12 @@ def _pseudo_lines(pseudo: list[tuple], run: pathlib.Path, models: list[str]) -> 
             table = json.loads(path.read_text(encoding="utf-8"))
             parts = []
             for t, rows in table.items():
-                hits = sum(r["label"] == r["gold"] for r in rows)
+                hits = sum(bool(_crossicl.exact_match(r["label"], r["gold"], scorer)) for r in rows if r["gold"])
                 empty = sum(r["label"] == "" for r in rows)
-                parts.append(f"{t} {hits}/{len(rows)} ({empty} empty)")
-            md += ["", f"Pseudo-labels equal to gold ({m}): " + ", ".join(parts) + "."]
+                labels = sorted({r["label"] for r in rows})
+                parts.append(f"{t} {hits}/{len(rows)} ({empty} empty; votes {', '.join(repr(x) for x in labels[:4])}"
+                             f"{', ...' if len(labels) > 4 else ''})")
+            md += ["", f"Pseudo-labels that match gold under `{scorer}` ({m}): " + "; ".join(parts) + "."]
     return md + [""]
 
 
@@ -203,7 +219,8 @@ def _paper_lines(heads: list[tuple], tests: dict, pseudo: list[tuple], chance: l
         neg = t[t["gain"] < 0]["source"].tolist()
         order = t.sort_values("gain")
         md.append(f"- Sources significantly better than zero-shot (`{mode}`): {len(sig)} of {len(t)}"
-                  + (f" ({', '.join(sig)})" if sig else "") + (f"; worse than zero-shot: {', '.join(neg)}" if neg else "")
+                  + (f" ({', '.join(sig)})" if sig else "")
+                  + (f"; worse than zero-shot: {', '.join(neg)}" if neg else "")
                   + f"; largest gain {order.iloc[-1].source} ({order.iloc[-1].gain:+.1f}), smallest "
                   f"{order.iloc[0].source} ({order.iloc[0].gain:+.1f}). The paper: {PAPER_7B['significant_sources']} "
                   "for LLaMA-2 7B, the token-tagging sources (conll2003_pos, conll2003_ner) the weakest.")

@@ -89,7 +89,8 @@ def models_in(df, model: str | None = None) -> list[str]:
 def scorings_in(df) -> list[str]:
     """The ways of reading predictions the records carry (keys of crossicl.records.SCORING_PREFIXES, in that
     order): "generate" always, the label ones when the run scored labels."""
-    return [m for m, p in SCORING_PREFIXES.items() if f"{p}pred" in df.columns and f"{p}correct_paper_eval" in df.columns]
+    return [m for m, p in SCORING_PREFIXES.items()
+            if f"{p}pred" in df.columns and f"{p}correct_paper_eval" in df.columns]
 
 
 def by_scoring(df, scoring: str):
