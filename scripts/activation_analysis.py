@@ -8,8 +8,8 @@ For every target, the first --items test items and every source: the paper's cro
 (`totally-cross-sim`, paper style) is run once through the model; at every hidden layer (0 = embeddings ..
 n_layers = final norm) the cosine of the mean hidden state over the source demonstration's input tokens (label
 cut off) and over the target input tokens, and of the two groups' last tokens (crossicl.analysis). Joined with
-the measured outcomes of the same model from --records (the runner's record format, written by
-scripts/smollm2_results.py, which also converts a file of its earlier format, or by the experiment runner):
+the measured outcomes of the same model from --records (the runner's record format: records.jsonl of
+`crossicl run examples/smollm2_full_grid.toml`, or of any run with paper-style zero-shot and cross-task cells):
 pair level (gain = cross-task accuracy - zero-shot accuracy per (target, source), all items of the records) and
 item level (correct or not). Pearson and Spearman with 95% percentile bootstrap intervals per layer. Then the
 label-free source recommendation (crossicl.analysis.rank_sources) scored against SmolLM2's gains and against

@@ -13,7 +13,7 @@ import math
 import pathlib
 from typing import Any
 
-from . import _crossicl, plots
+from . import _crossicl, paper, plots
 from .results import CROSS_METHODS, by_scoring, headline_gain, pooled_ttest, scorings_in, summary
 
 SCORING_NAMES = {
@@ -68,6 +68,21 @@ def _cell_table(s) -> list[str]:
     return lines
 
 
+def _test_set_sizes(run: pathlib.Path) -> dict[str, int]:
+    """Test items per target of the run's data (its config.json: the pack's targets, after data.skip_items and
+    data.items), so a report of a stopped run says how much of each test set it covers; {} when unknown."""
+    try:
+        config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+        pack_dir = config["data"]["pack"]
+        if not pack_dir:
+            return {}
+        pack = paper.Pack(pack_dir)
+        skip, n = int(config["data"].get("skip_items", 0)), int(config["data"].get("items", 0))
+        return {t: len(pack.target_items(t)[skip:][: n or None]) for t in pack.targets}
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError):
+        return {}
+
+
 def _chance(n_labels: dict[str, int]) -> list[str]:
     return [f"{t}: {100 / n:.1f}" for t, n in sorted(n_labels.items())]
 
@@ -85,8 +100,10 @@ def scoring_sections(df, out: pathlib.Path, run: pathlib.Path, *, scorer: str = 
     md = ["## Scorings", "",
           "Each prompt's prediction read five ways (records: `<prefix>pred`, `<prefix>correct_<scorer>`):", ""]
     md += [f"- `{m}`: {SCORING_NAMES[m]}" for m in modes]
+    sizes = _test_set_sizes(run)
     md += ["", "Items per target used below (those every cell of the target has): "
-           + ", ".join(f"{t} {n}" for t, n in counts.items()) + f" ({len(d)} of {len(df)} records). Chance "
+           + ", ".join(f"{t} {n}" + (f" of {sizes[t]}" if t in sizes else "") for t, n in counts.items())
+           + f" ({len(d)} of {len(df)} records). Chance "
            "(one label at random, %): " + ", ".join(_chance(n_labels)) + ".", ""]
     written: list[pathlib.Path] = []
     heads, tests, pseudo, chance = [], {}, [], []

@@ -448,26 +448,3 @@ def test_plots_return_figures():
     with pytest.raises(ValueError, match="no rows for layer 9"):
         analysis.plot_similarity_vs_gain(df, layer=9)
     mpl.pyplot.close("all")
-
-
-def test_smollm2_script_converts_its_old_records(tmp_path):
-    """scripts/smollm2_results.py writes the runner's record format and converts a file of its earlier one, so
-    records_frame reads both through the one reader."""
-    import importlib.util
-    import pathlib
-    spec = importlib.util.spec_from_file_location(
-        "smollm2_results", pathlib.Path(__file__).resolve().parents[2] / "scripts" / "smollm2_results.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    old = []
-    for r in _records():
-        old.append({"target": r["target"], "method": "totally-cross-sim" if r["source"] else "zero-shot",
-                    "source": r["source"], "id": r["id"], "raw": "", "pred": r["pred"], "gold": r["gold"],
-                    "correct_eval": r["correct_paper_eval"], "correct_compare": r["correct_paper_compare"]})
-    path = tmp_path / "old.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in old))
-    script.upgrade_old_records(path)
-    new = analysis.records_frame(path)
-    assert set(new["method"]) == {"zero-shot", "cross-task"} and set(new["model"]) == {script.MODEL}
-    assert sorted(new["k"].unique()) == [0, 1]
-    assert new["correct"].tolist() == [float(r["correct_eval"]) for r in old]
