@@ -309,6 +309,9 @@ void register_engine(py::module_& m) {
       .def_readonly("token_ids", &ScoreResult::token_ids, "The scored continuation tokens.")
       .def_readonly("logprobs", &ScoreResult::logprobs, "Log-prob of each scored token.")
       .def_readonly("truncated", &ScoreResult::truncated, "Prompt tokens dropped by truncation.")
+      .def_readonly("greedy", &ScoreResult::greedy,
+                    "Whether every scored token is its position's argmax (ties: the lowest id): greedy decoding "
+                    "would produce the continuation (lm-eval's is_greedy).")
       .def("__repr__", [](const ScoreResult& r) {
         return fmt::format("ScoreResult(sum={:.6g}, mean={:.6g}, first={:.6g}, logprobs={})", r.sum, r.mean, r.first,
                            repr_floats(r.logprobs));

@@ -666,6 +666,11 @@ class ScoreResult:
         log(first).
         """
     @property
+    def greedy(self) -> bool:
+        """
+        Whether every scored token is its position's argmax (ties: the lowest id): greedy decoding would produce the continuation (lm-eval's is_greedy).
+        """
+    @property
     def logprobs(self) -> list[float]:
         """
         Log-prob of each scored token.

@@ -72,8 +72,8 @@ std::vector<std::vector<std::int32_t>> encode_all(const Engine& engine, const st
   return ids;
 }
 
-// Log-probabilities of `ids` under `logits` [n, vocab] (row j predicts ids[j]), with their sum, mean and the
-// first token's probability.
+// Log-probabilities of `ids` under `logits` [n, vocab] (row j predicts ids[j]), with their sum, mean, the first
+// token's probability and whether each token is its row's argmax.
 ScoreResult score_rows(const at::Tensor& logits, const std::vector<std::int32_t>& ids, std::int64_t truncated) {
   const std::int64_t n = static_cast<std::int64_t>(ids.size());
   at::Tensor lp = at::log_softmax(logits, -1);  // [n, vocab]
@@ -86,6 +86,7 @@ ScoreResult score_rows(const at::Tensor& logits, const std::vector<std::int32_t>
   r.mean = r.sum / static_cast<double>(n);
   r.first_logprob = r.logprobs[0];
   r.first = std::exp(r.first_logprob);
+  r.greedy = at::equal(logits.argmax(1), target);
   r.truncated = truncated;
   return r;
 }

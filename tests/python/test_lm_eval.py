@@ -88,26 +88,16 @@ def test_options_and_errors(models_dir, stories):
         wrapped.generate_until([request])
 
 
-def test_greedy_decided_by_the_scores_only_when_they_can():
-    from types import SimpleNamespace
-
-    from crossicl.integrations.lm_eval import _greedy_from_scores
-
-    def flags(cands, probs):  # probs: per candidate, the probability of each of its tokens
-        return _greedy_from_scores(cands, [SimpleNamespace(logprobs=[np.log(p) for p in ps]) for ps in probs])
-
-    # 0.6 beats the other shown token (0.3) and the 0.1 left for all the rest: the argmax; 0.3 is not
-    assert flags([(5,), (6,)], [[0.6], [0.3]]) == [True, False]
-    # 0.4 beats 0.3 and the 0.3 left for tokens not shown; 0.35 does not beat the 0.35 left: open
-    assert flags([(5,), (6,)], [[0.4], [0.3]]) == [True, False]
-    assert flags([(5,), (6,)], [[0.35], [0.3]]) == [None, False]
-    # a longer candidate: its first token is the argmax, its second (0.5 of the rest) open; its rival's first is not
-    assert flags([(5, 7), (6,)], [[0.6, 0.5], [0.3]]) == [None, False]
-    # two candidates sharing a first token differ at the second: 0.9 wins there
-    assert flags([(5, 7), (5, 8)], [[0.8, 0.9], [0.8, 0.05]]) == [True, False]
-    # a near tie is left open (within 1e-4), not called either way; small probabilities are compared in log space
-    assert flags([(5,), (6,)], [[0.45], [0.45 + 1e-5]]) == [None, None]
-    assert flags([(5,), (6,)], [[2e-6], [1e-6]]) == [None, False]
+def test_score_result_greedy_is_the_argmax_check(stories):
+    """ScoreResult.greedy (what is_greedy reports): true for the engine's own greedy continuation and for a prefix
+    of it, false when any token is not its position's argmax."""
+    engine = stories.engine
+    prompt = engine.encode("Once upon a time")
+    best = list(engine.generate([prompt], max_new_tokens=4, stop=[], stop_at_eos=False)[0].token_ids)
+    logits = engine.logits(prompt + best)[len(prompt) - 1:]  # [4 + 1, vocab]
+    other = int(np.argsort(logits[2])[-2])                    # the runner-up at the third position
+    res = engine.score_batch([prompt], [[best, best[:2], best[:2] + [other], [int(np.argsort(logits[0])[0])]]])[0]
+    assert [r.greedy for r in res] == [True, True, False, False]
 
 
 def test_arc_options_parse_the_pack_field():

@@ -144,6 +144,8 @@ struct ScoreResult {
   double first_logprob = 0;             // log of `first`
   std::vector<std::int32_t> token_ids;  // the continuation's tokens that were scored
   std::vector<float> logprobs;          // log-prob of each of them
+  bool greedy = false;                  // every scored token is the argmax of its position's logits (ties: the
+                                        // lowest id, as at::argmax): greedy decoding would produce it
   std::int64_t truncated = 0;           // prompt tokens dropped by truncation
 };
 

@@ -27,11 +27,8 @@ Every convention is the hf backend's, so that the two agree request by request:
 * loglikelihood: context + continuation longer than max_length + 1 keeps its last max_length + 1 tokens. Requests
   are grouped by context and each context is prefilled once for all its continuations (``Engine.score_batch`` on
   token ids; shared prefixes of different contexts come from the prefix cache). is_greedy ("every continuation
-  token is the argmax"; ScoreResult carries no argmax) is decided by the scores where they can (after a shared
-  prefix the candidates show some next tokens' probabilities, and 1 - their sum bounds every other token's: a
-  token above all of these is the argmax, one below another shown token is not), else by the Engine's greedy
-  continuation of the context (``Engine.generate`` in waves of 1, 4, 16, ... tokens while a candidate still
-  matches it): greedy when it starts with the continuation.
+  token is the argmax") is ``ScoreResult.greedy``, computed by the Engine from the same logits (ties: the
+  lowest id, as torch.argmax in the hf backend).
 * loglikelihood_rolling: lm-eval's disjoint rolling windows (max_length tokens, prefix token first), summed.
 * generate_until: greedy (``do_sample=True`` raises ValueError); the context keeps its last
   max_length - max_gen_toks tokens; generation stops at EOS or a stop sequence, and the text, decoded without
@@ -50,7 +47,6 @@ if __name__ == "__main__":
 
 import json
 import logging
-import math
 import os
 import sys
 from typing import Any, Sequence
@@ -67,36 +63,8 @@ import crossicl
 
 log = logging.getLogger(__name__)
 
-# How far a token must beat the others (in probability) or be beaten (in log-prob) for the scores alone to decide
-# whether it is the argmax (float32 log-probs carry ~1e-6 of rounding; closer calls go to the greedy tokens).
-_MARGIN = 1e-4
 # Contexts per Engine call: enough to fill forward passes of max_batch_tokens, few enough for a live progress bar.
 CHUNK = 64
-
-
-def _greedy_from_scores(candidates: list[tuple[int, ...]], scores: list) -> list[bool | None]:
-    """is_greedy of each continuation of one context where its scores alone decide it, else None.
-
-    At each position the candidates that share the tokens before it show some of the next-token distribution: the
-    probabilities of their distinct next tokens, and so a bound on every other token's, 1 - their sum. A token is
-    the argmax when its probability beats both by _MARGIN, and is not when another shown token's log-prob beats
-    its own by _MARGIN; a continuation is greedy when each of its tokens is the argmax."""
-    flags: list[bool | None] = []
-    for c, s in zip(candidates, scores):
-        flag: bool | None = True
-        for i, token in enumerate(c):
-            # the next tokens after c[:i] that the candidates show, with their probabilities
-            shown = {d[i]: t.logprobs[i] for d, t in zip(candidates, scores) if len(d) > i and d[:i] == c[:i]}
-            lp = shown.pop(token)
-            if any(lq > lp + _MARGIN for lq in shown.values()):
-                flag = False
-                break
-            p, others = math.exp(lp), [math.exp(lq) for lq in shown.values()]
-            rest = 1.0 - p - sum(others)  # the most any token not shown can have
-            if not p > max([rest, *others]) + _MARGIN:
-                flag = None  # undecided here; a later position may still show it is not greedy
-        flags.append(flag)
-    return flags
 
 
 def _engine_device(device: str) -> str:
@@ -201,14 +169,7 @@ class CrossiclLM(TemplateLM):
             chunk = contexts[a:a + CHUNK]
             candidates = [list(by_context[c]) for c in chunk]
             scores = self.engine.score_batch([list(c) for c in chunk], [[list(x) for x in cs] for cs in candidates])
-            flags = [_greedy_from_scores(c, s) if greedy else [False] * len(c) for c, s in zip(candidates, scores)]
-            undecided = [k for k, f in enumerate(flags) if None in f]
-            if undecided:
-                best = self._greedy_tokens([chunk[k] for k in undecided],
-                                           [[c for c, f in zip(candidates[k], flags[k]) if f is None]
-                                            for k in undecided])
-                for k, b in zip(undecided, best):
-                    flags[k] = [tuple(b[:len(c)]) == c if f is None else f for c, f in zip(candidates[k], flags[k])]
+            flags = [[bool(t.greedy) and greedy for t in s] for s in scores]
             for context, cands, cand_scores, cand_flags in zip(chunk, candidates, scores, flags):
                 for cont, score, is_greedy in zip(cands, cand_scores, cand_flags):
                     answer = (float(score.sum), is_greedy)
@@ -233,24 +194,6 @@ class CrossiclLM(TemplateLM):
         logsumexp = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
         picked = logits[np.arange(len(continuation)), continuation]
         return float((picked - logsumexp).sum()), bool((logits.argmax(axis=1) == continuation).all())
-
-    def _greedy_tokens(self, contexts: list[tuple[int, ...]], candidates: list[list[tuple[int, ...]]]) -> list:
-        """Per context, its greedy continuation, long enough to compare with each of its candidates (those whose
-        scores left is_greedy open): generated in waves of 1, 4, 16, ... tokens, each for the contexts where a
-        longer candidate still matches (most diverge within a token or two; a wave starts from the prefix cache)."""
-        best = [()] * len(contexts)
-        live = list(range(len(contexts)))
-        step = 1
-        while live:
-            need = max(len(c) - len(best[k]) for k in live for c in candidates[k] if c[:len(best[k])] == best[k])
-            outs = self.engine.generate([list(contexts[k] + best[k]) for k in live],
-                                        max_new_tokens=min(step, need), stop=[], stop_at_eos=False)
-            for k, out in zip(live, outs):
-                best[k] += tuple(out.token_ids)
-            live = [k for k, out in zip(live, outs) if out.token_ids and any(
-                len(c) > len(best[k]) and c[:len(best[k])] == best[k] for c in candidates[k])]
-            step *= 4
-        return best
 
     def loglikelihood_rolling(self, requests: list, disable_tqdm: bool = False) -> list[float]:
         windows, owner = [], []
