@@ -148,3 +148,16 @@ def test_cli_run_logs_its_command_and_the_report_lists_it(paper_dir, models_dir,
     text = (tmp_path / "rep.md").read_text()
     assert "## Commands" in text and "crossicl run" in text and "### Accuracy per cell: `calibrated`" in text
     assert (tmp_path / "rep" / "heatmap_label.png").is_file() is False  # no cross-task cells: no heatmaps
+
+
+def test_the_full_grid_example_validates(paper_dir, tmp_path):
+    """examples/smollm2_full_grid.toml (the science run of docs/results/smollm2-135m.md) stays a valid grid: 5
+    targets x (zero-shot, in-task, 10 sources, 2 pseudo-label methods) over every test item."""
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parents[2] / "examples" / "smollm2_full_grid.toml"
+    cfg = C.load_config(path)
+    cfg["data"]["pack"] = str(paper_dir)
+    exp = E.Experiment(cfg, out=tmp_path)
+    assert len(exp.cells) == 70
+    assert sum(len(exp.data.items(c.target)) for c in exp.cells) == 35028
+    assert C.scoring_modes(exp.config["decode"]) == MODES and exp.config["decode"]["order"] == "items"
