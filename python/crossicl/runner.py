@@ -241,9 +241,7 @@ def _grid_batches(grid: Grid, planner: Planner, pseudo: dict[str, list[dict]], u
         score_only: list[str] = []
         first: dict[str, int] = {}
         contexts = []
-        for u, p in zip(chunk, plan):
-            if not inputs:
-                break
+        for u, p in zip(chunk, plan) if inputs else ():
             key, texts = content_free_prompts(planner.builder, cell.target, u.item, p[0], inputs)
             if key not in first:
                 first[key] = len(score_only)
