@@ -5,6 +5,10 @@
 #include <cstring>
 #include <vector>
 
+#if defined(__x86_64__)
+#include <immintrin.h>  // the avx2 and avx512 bodies' intrinsics
+#endif
+
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
@@ -18,6 +22,15 @@
 
 namespace crossicl::detail {
 namespace {
+
+// Outputs per block of the [in, out] int8 kernel's partition: a multiple of every path's register block.
+constexpr std::int64_t kColBlock = 64;
+
+// Input rows per sweep of the [in, out] int8 kernel across its output blocks: 8 rows streamed at once ran a whole
+// SmolLM2-135M pass at the float32 kernel's read bandwidth (22 GB/s, 2 threads, Xeon with AVX-512); 4 and 12 rows
+// ran at 15 and 18 GB/s, all rows at once (one read per row of each block) at 9 GB/s. See the [.bench] cases of
+// tests/cpp/engine/test_gemv.cpp.
+constexpr std::int64_t kRowChunk = 8;
 
 // Output rows per parallel task: enough weight bytes that a task outweighs waking a thread.
 std::int64_t row_grain(std::int64_t row_bytes) {
@@ -81,19 +94,18 @@ at::Tensor gemv_int8(const at::Tensor& xq_in, const at::Tensor& w, Isa isa) {
     });
     return y;
   }
-  // [in, out] rows (w is their transposed view): the threads split the input rows, each into its own buffer.
+  // [in, out] rows (w is their transposed view): the threads split the outputs in blocks of whole cache lines,
+  // each block summed in registers over all the input rows.
   const std::int64_t ld = w.stride(1);
-  const std::int64_t chunks =
-      std::max<std::int64_t>(1, std::min<std::int64_t>(at::get_num_threads(), in * out / (std::int64_t{64} << 10)));
-  at::Tensor part = at::zeros({chunks, n, out}, xq.options().dtype(at::kInt));  // [chunks, n, out]
-  std::int32_t* pp = part.data_ptr<std::int32_t>();
-  at::parallel_for(0, chunks, 1, [&](std::int64_t c0, std::int64_t c1) {
-    for (std::int64_t c = c0; c < c1; ++c) {
-      const std::int64_t i0 = in * c / chunks, i1 = in * (c + 1) / chunks;
-      CROSSICL_ISA_CALL(isa, "gemv", gemv_cols_i8, wp, ld, out, xp, m, in, i0, i1, pp + c * n * out);
-    }
-  });
-  return chunks == 1 ? part[0] : part.sum(0, /*keepdim=*/false, at::kInt);  // exact: int32 sums in any order
+  at::Tensor y = at::empty({n, out}, xq.options().dtype(at::kInt));  // [n, out]
+  std::int32_t* yp = y.data_ptr<std::int32_t>();
+  const std::int64_t blocks = (out + kColBlock - 1) / kColBlock;
+  at::parallel_for(0, blocks, std::max<std::int64_t>(1, row_grain(in * kColBlock) / kColBlock),
+                   [&](std::int64_t b0, std::int64_t b1) {
+                     CROSSICL_ISA_CALL(isa, "gemv", gemv_cols_i8, wp, ld, in, xp, m, b0 * kColBlock,
+                                       std::min(out, b1 * kColBlock), yp, out, kRowChunk);
+                   });
+  return y;
 }
 
 }  // namespace crossicl::detail
