@@ -52,25 +52,36 @@ at::Tensor gemv(const at::Tensor& x_in, const at::Tensor& w, Isa isa) {
     throw InvalidArgument(fmt::format("gemv: x [{}] {} and w [{}] {} do not fit (n <= {}, rows of w contiguous)",
                                       fmt::join(x_in.sizes(), ", "), c10::toString(x_in.scalar_type()),
                                       fmt::join(w.sizes(), ", "), c10::toString(w.scalar_type()), kGemvMaxRows));
-  const at::Tensor x = x_in.to(at::kFloat).contiguous();  // [n, in] float32 (a copy of at most 4 rows)
-  const std::int64_t n = x.size(0), in = x.size(1), out = w.size(0), ld = w.stride(0);
-  at::Tensor y = at::empty({n, out}, x.options());  // [n, out] float32
-  const float* xp = x.data_ptr<float>();
+  const std::int64_t n = x_in.size(0), in = x_in.size(1), out = w.size(0), ld = w.stride(0);
+  at::Tensor y = at::empty({n, out}, x_in.options().dtype(at::kFloat));  // [n, out] float32
   float* yp = y.data_ptr<float>();
   const int m = static_cast<int>(n);
   check_isa(isa, "gemv");
   if (w.scalar_type() == at::kFloat) {
+    const at::Tensor x = x_in.contiguous();  // [n, in]
+    const float* xp = x.data_ptr<float>();
     const float* wp = w.data_ptr<float>();
     at::parallel_for(0, out, row_grain(in * 4), [&](std::int64_t o0, std::int64_t o1) {
       CROSSICL_ISA_CALL(isa, "gemv", gemv_rows_f32, wp, ld, in, xp, m, o0, o1, yp, out);
     });
-  } else {
-    const auto* wp = reinterpret_cast<const std::uint16_t*>(w.data_ptr<at::BFloat16>());
-    at::parallel_for(0, out, row_grain(in * 2), [&](std::int64_t o0, std::int64_t o1) {
-      CROSSICL_ISA_CALL(isa, "gemv", gemv_rows_bf16, wp, ld, in, xp, m, o0, o1, yp, out);
-    });
+    return y;
   }
-  return y.to(x_in.scalar_type());
+  // bfloat16: x to float32 (exact) with each whole group of 32 inputs as its even elements then its odd ones (the
+  // kernel's pair order), in one pass over at most 4 rows
+  const at::Tensor xr = at::empty({n, in}, y.options());  // [n, in] float32
+  float* rp = xr.data_ptr<float>();
+  const at::BFloat16* xb = x_in.data_ptr<at::BFloat16>();
+  const std::int64_t whole = in / 32 * 32, s0 = x_in.stride(0), s1 = x_in.stride(1);
+  for (std::int64_t r = 0; r < n; ++r)
+    for (std::int64_t i = 0; i < in; ++i) {
+      const std::int64_t j = i % 32;
+      rp[r * in + (i < whole ? i - j + (j % 2) * 16 + j / 2 : i)] = static_cast<float>(xb[r * s0 + i * s1]);
+    }
+  const auto* wp = reinterpret_cast<const std::uint16_t*>(w.data_ptr<at::BFloat16>());
+  at::parallel_for(0, out, row_grain(in * 2), [&](std::int64_t o0, std::int64_t o1) {
+    CROSSICL_ISA_CALL(isa, "gemv", gemv_rows_bf16, wp, ld, in, rp, m, o0, o1, yp, out);
+  });
+  return y.to(at::kBFloat16);
 }
 
 at::Tensor gemv_int8(const at::Tensor& xq_in, const at::Tensor& w, Isa isa) {

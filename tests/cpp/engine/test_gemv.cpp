@@ -137,10 +137,11 @@ TEST_CASE("gemv timings over a whole SmolLM2-135M pass (weights out of cache)", 
     for (auto s : {std::pair<std::int64_t, std::int64_t>{960, 576}, {576, 576}, {3072, 576}, {576, 1536}})
       shapes.push_back(s);
   shapes.push_back({49152, 576});
-  std::vector<at::Tensor> wf, wq;
+  std::vector<at::Tensor> wf, wb, wq;
   double fbytes = 0, qbytes = 0;
   for (auto [out, in] : shapes) {
     wf.push_back(at::randn({out, in}));
+    wb.push_back(wf.back().to(at::kBFloat16));
     wq.push_back(at::randint(-127, 128, {out, in}).to(at::kChar).t().contiguous().t());
     fbytes += static_cast<double>(out * in * 4);
     qbytes += static_cast<double>(out * in);
@@ -158,6 +159,11 @@ TEST_CASE("gemv timings over a whole SmolLM2-135M pass (weights out of cache)", 
   const double tq = time_pass([&](std::size_t k) {
     return d::gemv_int8(at::ones({1, shapes[k].second}, at::kChar), wq[k]);
   });
-  std::printf("pass of %zu matrices, threads %d: float32 %.2f ms (%.1f GB/s), int8 %.2f ms (%.1f GB/s), %.2fx\n",
-              shapes.size(), at::get_num_threads(), tf * 1e3, fbytes / tf / 1e9, tq * 1e3, qbytes / tq / 1e9, tf / tq);
+  const double tb = time_pass([&](std::size_t k) {
+    return d::gemv(at::randn({1, shapes[k].second}).to(at::kBFloat16), wb[k]);
+  });
+  std::printf("pass of %zu matrices, threads %d: float32 %.2f ms (%.1f GB/s); bfloat16 %.2f ms (%.1f GB/s), %.2fx; "
+              "int8 %.2f ms (%.1f GB/s), %.2fx\n",
+              shapes.size(), at::get_num_threads(), tf * 1e3, fbytes / tf / 1e9, tb * 1e3, fbytes / 2 / tb / 1e9,
+              tf / tb, tq * 1e3, qbytes / tq / 1e9, tf / tq);
 }
