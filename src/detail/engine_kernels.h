@@ -25,7 +25,8 @@ at::Tensor rms_norm_cpu(const at::Tensor& x,       // [n, dim] contiguous
                         Isa isa = active_isa());
 
 /// silu(gate) * up of the fused gate/up projection output, rounded after the SiLU and after the product (HF).
-at::Tensor silu_mul_cpu(const at::Tensor& gu,  // [n, 2 * hidden] contiguous (gate, up) -> [n, hidden]
+/// The SiLU is ATen's vectorised op applied in place: gu's gate half holds silu(gate) afterwards.
+at::Tensor silu_mul_cpu(at::Tensor gu,  // [n, 2 * hidden] contiguous (gate, up), gate overwritten -> [n, hidden]
                         Isa isa = active_isa());
 
 /// RoPE in place on the query and key heads of the fused qkv projection output: x * cos + rotate_half(x) * sin

@@ -27,8 +27,13 @@ at::Tensor rms_norm_cpu(const at::Tensor& x, const at::Tensor& weight, double ep
   return CROSSICL_ISA_CALL(isa, "rms_norm", rms_norm_cpu, x, weight, eps);
 }
 
-at::Tensor silu_mul_cpu(const at::Tensor& gu, Isa isa) {
+at::Tensor silu_mul_cpu(at::Tensor gu, Isa isa) {
   CROSSICL_PROFILE("silu_mul");
+  if (!cpu_kernels(gu) || gu.dim() != 2 || !gu.is_contiguous() || gu.size(1) % 2 != 0)
+    throw InvalidArgument(fmt::format("silu_mul: contiguous [n, 2 * hidden] float32/bfloat16 expected (got {}-d {})",
+                                      gu.dim(), c10::toString(gu.scalar_type())));
+  at::Tensor gate = gu.narrow(1, 0, gu.size(1) / 2);
+  at::silu_(gate);  // ATen's vectorised SiLU in place (a std::exp loop does not vectorise)
   return CROSSICL_ISA_CALL(isa, "silu_mul", silu_mul_cpu, gu);
 }
 

@@ -21,21 +21,20 @@ namespace {
 
 // Query chunks up to this length use the attention loop (CPU) or plain matmuls; longer ones torch's fused SDPA.
 constexpr std::int64_t kSmallQuery = 16;
-// Forward passes of up to this many tokens run RMSNorm, RoPE and SiLU-gate as the scalar CPU loops, which save
-// ATen's per-op overhead; larger ones (prefill) as ATen's vectorised ops, which are faster per element.
-constexpr std::int64_t kLoopRows = 64;
 
-// The kernels of one forward pass, chosen once from the weights and the number of tokens. Float32/bfloat16 on
-// the CPU: short-query attention, and RMSNorm, RoPE and SiLU-gate of small passes, run as single loops
-// (detail/engine_kernels.h); elsewhere as ATen ops (detail/engine_ops.h).
+// The kernels of one forward pass, chosen once from the weights. Float32/bfloat16 on the CPU: short-query
+// attention, RMSNorm, RoPE and SiLU-gate run as single vectorised loops (detail/engine_kernels.h), at any number of
+// tokens: one pass over the activations where ATen's formulation makes several (pow, mean, rsqrt, mul; flip, mul,
+// add; silu, mul), which took 15 % of a float32 prefill (benchmarks/profile_prefill.py); elsewhere as ATen ops
+// (detail/engine_ops.h).
 struct Kernels {
   bool loop_attention;    // query chunks of up to kSmallQuery tokens through attend_cpu
-  bool loop_elementwise;  // RMSNorm, RoPE and SiLU-gate through the *_cpu loops (passes of up to kLoopRows tokens)
+  bool loop_elementwise;  // RMSNorm, RoPE and SiLU-gate through the *_cpu loops
 };
 
-Kernels pick_kernels(const Model& model, std::int64_t n_tokens) {
+Kernels pick_kernels(const Model& model) {
   const bool cpu_loops = detail::cpu_kernels(model.weights().norm);  // the norms keep the model's dtype and device
-  return {cpu_loops, cpu_loops && n_tokens <= kLoopRows};
+  return {cpu_loops, cpu_loops};
 }
 
 // What every layer of one forward pass shares.
@@ -270,7 +269,7 @@ DecodeOutput forward(const Model& model, const BatchPlan& plan, const std::vecto
   at::Tensor tokens = at::tensor(plan.tokens, long_opts).to(model.device());        // [n]
   at::Tensor positions = at::tensor(plan.positions, long_opts).to(model.device());  // [n]
   at::Tensor rows = at::tensor(plan.out_rows, long_opts).to(model.device());        // [n_out]
-  Pass p{c, plan, kv, pick_kernels(model, tokens.size(0)), {}, {}, 1.0 / std::sqrt(static_cast<double>(c.head_dim)),
+  Pass p{c, plan, kv, pick_kernels(model), {}, {}, 1.0 / std::sqrt(static_cast<double>(c.head_dim)),
          stats};
   detail::rope_cos_sin(positions, model.inv_freq(), model.dtype(), p.cos, p.sin);
 
