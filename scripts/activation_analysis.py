@@ -29,7 +29,7 @@ import pandas as pd
 
 import crossicl
 from crossicl import analysis as A
-from crossicl import records
+from crossicl import records, results
 
 
 def fmt_ci(v: float, lo: float, hi: float) -> str:
@@ -63,6 +63,8 @@ def main() -> int:
     ap.add_argument("--pack", default="../shared/paper")
     ap.add_argument("--records", default="build/results/smollm2-135m.records.jsonl")
     ap.add_argument("--scorer", default="paper_eval", choices=list(records.SCORERS))
+    ap.add_argument("--scoring", default="generate", choices=list(records.SCORING_PREFIXES),
+                    help="which reading of the records' predictions gives the outcomes (decode.scoring of the run)")
     ap.add_argument("--items", type=int, default=20, help="test items per target for the similarities")
     ap.add_argument("--n-per-source", type=int, default=32, help="source inputs sampled for rank_sources")
     ap.add_argument("--resamples", type=int, default=2000)
@@ -81,7 +83,7 @@ def main() -> int:
     engine = crossicl.Engine(model_path, dtype=args.dtype, threads=args.threads)
     n_layers = engine.config.n_layers
     layers = list(range(n_layers + 1))
-    rec = A.records_frame(args.records, scorer=args.scorer)
+    rec = A.records_frame(results.by_scoring(records.load_records(args.records), args.scoring), scorer=args.scorer)
     gains = as_fractions(A.pair_gains(rec))
     items_tab = A.item_table(rec)
 
@@ -176,16 +178,16 @@ def main() -> int:
     w = L.append
     w("# Activation similarity and cross-task gain: SmolLM2-135M-Instruct\n")
     w("Regenerate (one forward per prompt; pooled states are cached under --cache, so a rerun is fast):\n")
-    w("```sh\nPYTHONPATH=python:build/gguf/pyext python3 scripts/activation_analysis.py --items {} "
-      "--n-per-source {} \\\n    --records {} --out {}\n```\n".format(args.items, args.n_per_source,
-                                                                      args.records, args.out))
+    w("```sh\nPYTHONPATH=python:build/dev/pyext python3 scripts/activation_analysis.py --items {} "
+      "--n-per-source {} --scoring {} \\\n    --records {} --out {}\n```\n".format(
+          args.items, args.n_per_source, args.scoring, args.records, args.out))
     w(f"Model `{model_path.name}` ({args.dtype}), {n_layers} blocks, hidden states 0 (embeddings) .. {n_layers} "
       f"(final norm). Prompts: the paper's cross-task 1-shot prompt (`totally-cross-sim`, paper style) of the "
       f"first {args.items} test items of each of the 5 targets x 10 sources = {len(prompts)} prompts, one forward "
       f"each. Similarity: cosine of the mean hidden state over the source demonstration's input tokens (label "
       f"cut after its `Label:`/`Answer:` cue) and over the target-input tokens; \"last\" uses the last token of "
       f"each group instead (the source cue's `:` and the prompt's final `:`). Outcomes: {args.records} "
-      f"(scorer `{args.scorer}`): gain = cross-task accuracy - zero-shot accuracy of the pair over all "
+      f"(scoring `{args.scoring}`, scorer `{args.scorer}`): gain = cross-task accuracy - zero-shot accuracy of the pair over all "
       f"{int(gains['n'].iloc[0])} recorded items; item outcome = correct (0/1). Intervals: 95% percentile "
       f"bootstrap, {args.resamples} resamples, seed {args.seed} (crossicl.analysis.correlate). "
       f"Python {platform.python_version()}, {platform.machine()}.\n")
