@@ -26,12 +26,6 @@ namespace {
 // Outputs per block of the [in, out] int8 kernel's partition: a multiple of every path's register block.
 constexpr std::int64_t kColBlock = 64;
 
-// Input rows per sweep of the [in, out] int8 kernel across its output blocks: 8 rows streamed at once ran a whole
-// SmolLM2-135M pass at the float32 kernel's read bandwidth (22 GB/s, 2 threads, Xeon with AVX-512); 4 and 12 rows
-// ran at 15 and 18 GB/s, all rows at once (one read per row of each block) at 9 GB/s. See the [.bench] cases of
-// tests/cpp/engine/test_gemv.cpp.
-constexpr std::int64_t kRowChunk = 8;
-
 // Output rows per parallel task: enough weight bytes that a task outweighs waking a thread.
 std::int64_t row_grain(std::int64_t row_bytes) {
   return std::max<std::int64_t>(4, (std::int64_t{64} << 10) / std::max<std::int64_t>(1, row_bytes));
@@ -106,7 +100,7 @@ at::Tensor gemv_int8(const at::Tensor& xq_in, const at::Tensor& w, Isa isa) {
     return y;
   }
   // [in, out] rows (w is their transposed view): the threads split the outputs in blocks of whole cache lines,
-  // each block summed in registers over all the input rows.
+  // each block summed in registers while the input rows stream past a few at a time.
   const std::int64_t ld = w.stride(1);
   at::Tensor y = at::empty({n, out}, xq.options().dtype(at::kInt));  // [n, out]
   std::int32_t* yp = y.data_ptr<std::int32_t>();
@@ -114,7 +108,7 @@ at::Tensor gemv_int8(const at::Tensor& xq_in, const at::Tensor& w, Isa isa) {
   at::parallel_for(0, blocks, std::max<std::int64_t>(1, row_grain(in * kColBlock) / kColBlock),
                    [&](std::int64_t b0, std::int64_t b1) {
                      CROSSICL_ISA_CALL(isa, "gemv", gemv_cols_i8, wp, ld, in, xp, m, b0 * kColBlock,
-                                       std::min(out, b1 * kColBlock), yp, out, kRowChunk);
+                                       std::min(out, b1 * kColBlock), yp, out);
                    });
   return y;
 }

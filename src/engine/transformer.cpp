@@ -22,27 +22,16 @@ namespace {
 // Query chunks up to this length use the attention loop (CPU) or plain matmuls; longer ones torch's fused SDPA.
 constexpr std::int64_t kSmallQuery = 16;
 
-// The kernels of one forward pass, chosen once from the weights. Float32/bfloat16 on the CPU: short-query
-// attention, RMSNorm, RoPE and SiLU-gate run as single vectorised loops (detail/engine_kernels.h), at any number of
-// tokens: one pass over the activations where ATen's formulation makes several (pow, mean, rsqrt, mul; flip, mul,
-// add; silu, mul), which took 15 % of a float32 prefill (benchmarks/profile_prefill.py); elsewhere as ATen ops
-// (detail/engine_ops.h).
-struct Kernels {
-  bool loop_attention;    // query chunks of up to kSmallQuery tokens through attend_cpu
-  bool loop_elementwise;  // RMSNorm, RoPE and SiLU-gate through the *_cpu loops
-};
-
-Kernels pick_kernels(const Model& model) {
-  const bool cpu_loops = detail::cpu_kernels(model.weights().norm);  // the norms keep the model's dtype and device
-  return {cpu_loops, cpu_loops};
-}
-
 // What every layer of one forward pass shares.
 struct Pass {
   const Config& c;
   const BatchPlan& plan;
   const std::vector<SeqKv>& kv;  // one per plan.seqs entry
-  Kernels kernels;
+  // Float32/bfloat16 on the CPU (int8 models included): short-query attention, RMSNorm, RoPE and SiLU-gate run as
+  // the single loops of detail/engine_kernels.h, at any number of tokens: one pass over the activations where
+  // ATen's formulation makes several (pow, mean, rsqrt, mul; flip, mul, add; silu, mul), which took 15 % of a
+  // float32 prefill (benchmarks/profile_prefill.py). Elsewhere (CUDA) ATen ops (detail/engine_ops.h).
+  bool cpu_loops;
   at::Tensor cos, sin;           // [n, 1, head_dim] RoPE tables of the packed positions
   double scale;                  // attention scale 1 / sqrt(head_dim)
   ActStats* stats;               // calibration: Linear input maxima recorded here (null = not gathered)
@@ -65,7 +54,7 @@ at::Tensor project(const Pass& p, std::int64_t layer, ActSlot slot,
 }
 
 at::Tensor norm(const Pass& p, const at::Tensor& x, const at::Tensor& w) {  // [n, dim] -> [n, dim]
-  return p.kernels.loop_elementwise ? detail::rms_norm_cpu(x, w, p.c.norm_eps)
+  return p.cpu_loops ? detail::rms_norm_cpu(x, w, p.c.norm_eps)
                                     : detail::rms_norm(x, w, p.c.norm_eps);
 }
 
@@ -136,7 +125,7 @@ void attend(const Pass& p,
             std::int64_t p0,
             at::Tensor& out) {          // [len, n_heads, head_dim], written
   const std::int64_t len = q.size(0);
-  if (len <= kSmallQuery && p.kernels.loop_attention) {
+  if (len <= kSmallQuery && p.cpu_loops) {
     // Decode steps: one loop over (query, head). torch's CPU flash kernel costs milliseconds per call for one
     // query, and the matmul formulation is ~8 small ops per layer.
     detail::attend_cpu(q, k_cache, v_cache, p0, p.scale, out);
@@ -160,7 +149,7 @@ at::Tensor attention(const Pass& p, const LayerWeights& L, const QuantLayer* Q, 
   at::Tensor qkv = norm_project(p, layer, kSlotQkv, x, L.attention_norm, L.wqkv, quantized(Q, &QuantLayer::wqkv))
                        .view({n, nh + 2 * kvh, hd});  // [n, nh + 2 kvh, hd]
   at::Tensor q, k;
-  if (p.kernels.loop_elementwise || Q) {  // int8 models: the loop at any size (no ATen rotate_half copies)
+  if (p.cpu_loops) {
     detail::rope_qk_cpu(qkv, nh + kvh, p.cos, p.sin);  // in place on the query and key heads
     q = qkv.narrow(1, 0, nh);                          // [n, n_heads, head_dim]
     k = qkv.narrow(1, nh, kvh);                        // [n, n_kv_heads, head_dim]
@@ -193,7 +182,7 @@ at::Tensor feed_forward(const Pass& p, const LayerWeights& L, const QuantLayer* 
   const QuantWeight* w2 = quantized(Q, &QuantLayer::w2);
   if (w2 && !p.stats) return detail::linear_int8(detail::quantize_silu_mul(gu), *w2);  // [n, dim]
   at::Tensor ff;  // [n, hidden_dim]
-  if (p.kernels.loop_elementwise) {
+  if (p.cpu_loops) {
     ff = detail::silu_mul_cpu(gu);
   } else {
     const std::int64_t H = gu.size(1) / 2;
@@ -269,7 +258,8 @@ DecodeOutput forward(const Model& model, const BatchPlan& plan, const std::vecto
   at::Tensor tokens = at::tensor(plan.tokens, long_opts).to(model.device());        // [n]
   at::Tensor positions = at::tensor(plan.positions, long_opts).to(model.device());  // [n]
   at::Tensor rows = at::tensor(plan.out_rows, long_opts).to(model.device());        // [n_out]
-  Pass p{c, plan, kv, pick_kernels(model), {}, {}, 1.0 / std::sqrt(static_cast<double>(c.head_dim)),
+  const bool cpu_loops = detail::cpu_kernels(W.norm);  // the norms keep the model's dtype and device
+  Pass p{c, plan, kv, cpu_loops, {}, {}, 1.0 / std::sqrt(static_cast<double>(c.head_dim)),
          stats};
   detail::rope_cos_sin(positions, model.inv_freq(), model.dtype(), p.cos, p.sin);
 

@@ -93,8 +93,9 @@ def test_smollm2_int8_greedy_agrees_with_float32(paper_dir):
     come from the 200-prompt study (benchmarks/int8_quality.py, docs/engine.md): first lines agree on 80.5-86 %,
     first tokens on 91-94 %, depending on the last bits of the calibration pass. At the lower rates each
     threshold fails by chance with probability P(X <= 11 | n = 20, p = 0.8) = 0.010 and
-    P(X <= 15 | n = 20, p = 0.91) = 0.029 (0.006 at 94 %). Measured here: texts 18/20 and first tokens 20/20 before
-    commit 3d3750c, texts 14/20 and first tokens 19/20 after. A broken int8 path (wrong scales, a transposed weight) agrees on almost nothing."""
+    P(X <= 15 | n = 20, p = 0.91) = 0.029 (0.006 at 94 %). Measured here: texts 18/20 and first tokens 20/20
+    before commit 3d3750c, texts 14/20 and first tokens 19/20 after. A broken int8 path (wrong scales, a
+    transposed weight) agrees on almost nothing."""
     try:
         path = crossicl.models.smollm2_path()
     except FileNotFoundError:
