@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include <ATen/core/Tensor.h>
 
@@ -35,5 +36,15 @@ at::Tensor gemv(const at::Tensor& x,       // [n, in] float32 or bfloat16
 at::Tensor gemv_int8(const at::Tensor& xq,     // [n, in] int8 contiguous
                      const at::Tensor& w,      // [out, in] int8, unit stride in one of its dimensions
                      Isa isa = active_isa());  // -> [n, out] int32
+
+/// The output columns [o0, o1) of y [n, out], just summed, on the thread that summed them.
+using GemvDone = std::function<void(std::int64_t o0, std::int64_t o1)>;
+
+/// gemv_int8 into y (row stride out) with an epilogue: each thread calls done(o0, o1) on the columns it summed, while
+/// they are in its cache, so a rescale needs no pass of its own (linear_int8).
+void gemv_int8_into(const at::Tensor& xq,  // [n, in] int8 contiguous
+                    const at::Tensor& w,   // [out, in] int8, unit stride in one of its dimensions
+                    std::int32_t* y,       // [n, out] written
+                    const GemvDone& done, Isa isa = active_isa());
 
 }  // namespace crossicl::detail

@@ -44,6 +44,13 @@ at::Tensor linear_int8(const QuantWeight& xq,    // q [n, in] int8, scale [n]
                        const QuantWeight& w,     // [out, in]
                        Isa isa = active_isa());  // -> [n, out] float32
 
+/// residual += the same product, in place (the sum rounds as residual.add_(linear_int8(xq, w)) does): a block's
+/// output projection added to the residual stream without a tensor of its own.
+void linear_int8_add(const QuantWeight& xq,    // q [n, in] int8, scale [n]
+                     const QuantWeight& w,     // [out, in]
+                     at::Tensor& residual,     // [n, out] float32 contiguous, updated
+                     Isa isa = active_isa());
+
 /// RMSNorm quantised per row in one pass: the rows of weight * (x / sqrt(mean(x^2) + eps)) as rms_norm_cpu
 /// computes them in float32 (the same bits), through quantize_rows, without storing the float rows.
 QuantWeight quantize_rms_norm(const at::Tensor& x,       // [n, dim] float32

@@ -78,13 +78,21 @@ at::Tensor gemv(const at::Tensor& x_in, const at::Tensor& w, Isa isa) {
   return y.to(at::kBFloat16);
 }
 
-at::Tensor gemv_int8(const at::Tensor& xq_in, const at::Tensor& w, Isa isa) {
-  CROSSICL_PROFILE("gemv_int8");
+namespace {
+
+void check_gemv_int8(const at::Tensor& xq_in, const at::Tensor& w) {
   if (xq_in.dim() != 2 || w.dim() != 2 || xq_in.scalar_type() != at::kChar || w.scalar_type() != at::kChar ||
       xq_in.size(1) != w.size(1) || xq_in.size(0) < 1 || xq_in.size(0) > kGemvMaxRows ||
       (w.stride(1) != 1 && w.stride(0) != 1))
     throw InvalidArgument(fmt::format("gemv_int8: xq [{}] and w [{}] do not fit (int8, n <= {}, a unit stride)",
                                       fmt::join(xq_in.sizes(), ", "), fmt::join(w.sizes(), ", "), kGemvMaxRows));
+}
+
+}  // namespace
+
+void gemv_int8_into(const at::Tensor& xq_in, const at::Tensor& w, std::int32_t* yp, const GemvDone& done, Isa isa) {
+  CROSSICL_PROFILE("gemv_int8");
+  check_gemv_int8(xq_in, w);
   const at::Tensor xq = xq_in.contiguous();
   const std::int64_t n = xq.size(0), in = xq.size(1), out = w.size(0);
   const int m = static_cast<int>(n);
@@ -92,24 +100,28 @@ at::Tensor gemv_int8(const at::Tensor& xq_in, const at::Tensor& w, Isa isa) {
   const std::int8_t* wp = w.data_ptr<std::int8_t>();
   check_isa(isa, "gemv");
   if (w.stride(1) == 1 && w.stride(0) >= in) {  // [out, in] rows
-    at::Tensor y = at::empty({n, out}, xq.options().dtype(at::kInt));
-    std::int32_t* yp = y.data_ptr<std::int32_t>();
     at::parallel_for(0, out, row_grain(in), [&](std::int64_t o0, std::int64_t o1) {
       CROSSICL_ISA_CALL(isa, "gemv", gemv_rows_i8, wp, w.stride(0), in, xp, m, o0, o1, yp, out);
+      if (done) done(o0, o1);
     });
-    return y;
+    return;
   }
   // [in, out] rows (w is their transposed view): the threads split the outputs in blocks of whole cache lines,
   // each block summed in registers while the input rows stream past a few at a time.
   const std::int64_t ld = w.stride(1);
-  at::Tensor y = at::empty({n, out}, xq.options().dtype(at::kInt));  // [n, out]
-  std::int32_t* yp = y.data_ptr<std::int32_t>();
   const std::int64_t blocks = (out + kColBlock - 1) / kColBlock;
   at::parallel_for(0, blocks, std::max<std::int64_t>(1, row_grain(in * kColBlock) / kColBlock),
                    [&](std::int64_t b0, std::int64_t b1) {
-                     CROSSICL_ISA_CALL(isa, "gemv", gemv_cols_i8, wp, ld, in, xp, m, b0 * kColBlock,
-                                       std::min(out, b1 * kColBlock), yp, out);
+                     const std::int64_t o0 = b0 * kColBlock, o1 = std::min(out, b1 * kColBlock);
+                     CROSSICL_ISA_CALL(isa, "gemv", gemv_cols_i8, wp, ld, in, xp, m, o0, o1, yp, out);
+                     if (done) done(o0, o1);
                    });
+}
+
+at::Tensor gemv_int8(const at::Tensor& xq, const at::Tensor& w, Isa isa) {
+  check_gemv_int8(xq, w);
+  at::Tensor y = at::empty({xq.size(0), w.size(0)}, xq.options().dtype(at::kInt));  // [n, out]
+  gemv_int8_into(xq, w, y.data_ptr<std::int32_t>(), nullptr, isa);
   return y;
 }
 

@@ -101,23 +101,54 @@ at::Tensor linear_int8(const at::Tensor& x, const QuantWeight& w, Isa isa) {
   return linear_int8(quantize_rows(x, isa), w, isa);
 }
 
-at::Tensor linear_int8(const QuantWeight& xq, const QuantWeight& w, Isa isa) {
+namespace {
+
+// out (+)= xq W^T rescaled: decode steps through gemv_int8_into, each thread rescaling the columns it summed; larger
+// passes through at::_int_mm (exact int32) and one rescale pass.
+void check_linear_int8(const QuantWeight& xq, const QuantWeight& w) {
   if (xq.q.dim() != 2 || xq.q.size(1) != w.q.size(1))
     throw InvalidArgument(fmt::format("linear_int8: input has {} features, the weight {}", xq.q.size(-1), w.q.size(1)));
+}
+
+void linear_int8_out(const QuantWeight& xq, const QuantWeight& w, bool add, float* op, Isa isa) {
   CROSSICL_PROFILE("linear_int8");
-  const std::int64_t rows = xq.q.size(0);
-  const at::Tensor acc = rows >= 1 && rows <= kGemvMaxRows ? gemv_int8(xq.q, w.q, isa)       // decode steps
-                                                           : at::_int_mm(xq.q, w.q.t());  // [n, out] int32, exact
-  const std::int64_t n = acc.size(0), m = acc.size(1);
-  at::Tensor out = at::empty({n, m}, xq.scale.options());  // [n, out]
-  const std::int32_t* ap = acc.data_ptr<std::int32_t>();
+  const std::int64_t n = xq.q.size(0), m = w.q.size(0);
   const float* xs = xq.scale.data_ptr<float>();
   const float* ws = w.scale.data_ptr<float>();
-  float* op = out.data_ptr<float>();
+  check_isa(isa, "rescale");
+  if (n >= 1 && n <= kGemvMaxRows) {
+    thread_local std::vector<std::int32_t> acc;  // [n, out], reused across calls (no allocation per step)
+    acc.resize(static_cast<std::size_t>(n * m));
+    const std::int32_t* ap = acc.data();
+    gemv_int8_into(xq.q, w.q, acc.data(), [&](std::int64_t c0, std::int64_t c1) {
+      CROSSICL_ISA_CALL(isa, "rescale", rescale_cols, ap, xs, ws, m, n, c0, c1, add, op);
+    }, isa);
+    return;
+  }
+  const at::Tensor acc = at::_int_mm(xq.q, w.q.t());  // [n, out] int32, exact
+  const std::int32_t* ap = acc.data_ptr<std::int32_t>();
   at::parallel_for(0, n, grain(m), [&](std::int64_t r0, std::int64_t r1) {
-    CROSSICL_ISA_CALL(isa, "rescale", rescale_span, ap, xs, ws, m, r0, r1, op);
+    for (std::int64_t r = r0; r < r1; ++r)
+      CROSSICL_ISA_CALL(isa, "rescale", rescale_cols, ap + r * m, xs + r, ws, m, 1, 0, m, add, op + r * m);
   });
+}
+
+}  // namespace
+
+at::Tensor linear_int8(const QuantWeight& xq, const QuantWeight& w, Isa isa) {
+  check_linear_int8(xq, w);
+  at::Tensor out = at::empty({xq.q.size(0), w.q.size(0)}, xq.scale.options());  // [n, out]
+  linear_int8_out(xq, w, false, out.data_ptr<float>(), isa);
   return out;
+}
+
+void linear_int8_add(const QuantWeight& xq, const QuantWeight& w, at::Tensor& residual, Isa isa) {
+  check_linear_int8(xq, w);
+  check_float_matrix(residual, "linear_int8_add");
+  if (!residual.is_contiguous() || residual.size(0) != xq.q.size(0) || residual.size(1) != w.q.size(0))
+    throw InvalidArgument(fmt::format("linear_int8_add: residual [{}, {}] is not a contiguous [{}, {}]",
+                                      residual.size(0), residual.size(1), xq.q.size(0), w.q.size(0)));
+  linear_int8_out(xq, w, true, residual.data_ptr<float>(), isa);
 }
 
 at::Tensor embedding_int8(const QuantWeight& table, const at::Tensor& ids) {

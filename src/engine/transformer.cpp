@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <optional>
@@ -51,6 +52,21 @@ at::Tensor project(const Pass& p, std::int64_t layer, ActSlot slot,
                    const QuantWeight* q) {  // -> [n, out]
   if (p.stats) p.stats->observe(layer, slot, x);
   return q ? detail::linear_int8(x, *q) : detail::linear(x, w);
+}
+
+// residual += x W^T, a block's output projection added to the residual stream: int8 models add in the rescale of
+// the int8 product (no tensor of its own), float models through add_.
+void project_add(const Pass& p, std::int64_t layer, ActSlot slot,
+                 const at::Tensor& x,   // [n, in]
+                 const at::Tensor& w,   // [out, in] float (undefined when quantised)
+                 const QuantWeight* q,  // int8 weight or null
+                 at::Tensor& residual) {  // [n, out] residual stream, updated
+  if (q) {
+    if (p.stats) p.stats->observe(layer, slot, x);
+    detail::linear_int8_add(detail::quantize_rows(x), *q, residual);
+    return;
+  }
+  residual.add_(project(p, layer, slot, x, w, q));
 }
 
 at::Tensor norm(const Pass& p, const at::Tensor& x, const at::Tensor& w) {  // [n, dim] -> [n, dim]
@@ -140,10 +156,31 @@ void attend(const Pass& p,
   out.copy_(o.transpose(0, 1));
 }
 
+// Rows [start, start + len) of new keys or values into cache positions p0 .. p0 + len - 1: on the CPU one memcpy
+// per (head, token), else a strided copy_.
+void store_kv(const at::Tensor& src,  // [n, n_kv_heads, head_dim] (rows of the fused qkv output)
+              const at::Tensor& cache,  // [n_kv_heads, capacity, head_dim] contiguous
+              std::int64_t start, std::int64_t len, std::int64_t p0) {
+  if (!src.device().is_cpu() || src.stride(2) != 1 || !cache.is_contiguous() ||
+      src.scalar_type() != cache.scalar_type()) {
+    cache.narrow(1, p0, len).copy_(src.narrow(0, start, len).transpose(0, 1));
+    return;
+  }
+  const std::int64_t heads = src.size(1), hd = src.size(2), cap = cache.size(1);
+  const std::size_t row = static_cast<std::size_t>(hd) * src.element_size();
+  const auto* sp = static_cast<const char*>(src.data_ptr());
+  auto* cp = static_cast<char*>(cache.data_ptr());
+  const std::int64_t es = src.element_size();
+  for (std::int64_t h = 0; h < heads; ++h)
+    for (std::int64_t t = 0; t < len; ++t)
+      std::memcpy(cp + ((h * cap + p0 + t) * hd) * es, sp + ((start + t) * src.stride(0) + h * src.stride(1)) * es,
+                  row);
+}
+
 // Self-attention of one block over the packed batch: qkv projection, RoPE on queries and keys, the new keys and
-// values into each sequence's cache, attention of each sequence over its cache, output projection.
-at::Tensor attention(const Pass& p, const LayerWeights& L, const QuantLayer* Q, std::int64_t layer,
-                     const at::Tensor& x) {  // [n, dim] residual stream -> [n, dim]
+// values into each sequence's cache, attention of each sequence over its cache, output projection added to x.
+void attention(const Pass& p, const LayerWeights& L, const QuantLayer* Q, std::int64_t layer,
+               at::Tensor& x) {  // [n, dim] residual stream, updated
   CROSSICL_PROFILE("attention_block");
   const std::int64_t n = x.size(0), nh = p.c.n_heads, kvh = p.c.n_kv_heads, hd = p.c.head_dim;
   at::Tensor qkv = norm_project(p, layer, kSlotQkv, x, L.attention_norm, L.wqkv, quantized(Q, &QuantLayer::wqkv))
@@ -161,26 +198,30 @@ at::Tensor attention(const Pass& p, const LayerWeights& L, const QuantLayer* Q, 
   at::Tensor v = qkv.narrow(1, nh + kvh, kvh);  // [n, n_kv_heads, head_dim]
 
   at::Tensor attn = at::empty({n, nh, hd}, q.options());  // [n, n_heads, head_dim]
+  const bool one = p.plan.seqs.size() == 1;  // the whole pass is one sequence's: no per-sequence views
   for (std::size_t s = 0; s < p.plan.seqs.size(); ++s) {
     const SeqSpan& span = p.plan.seqs[s];
     const at::Tensor& k_cache = (*p.kv[s].k)[layer];  // [n_kv_heads, capacity, head_dim]
     const at::Tensor& v_cache = (*p.kv[s].v)[layer];  // [n_kv_heads, capacity, head_dim]
-    k_cache.narrow(1, span.p0, span.len).copy_(k.narrow(0, span.start, span.len).transpose(0, 1));
-    v_cache.narrow(1, span.p0, span.len).copy_(v.narrow(0, span.start, span.len).transpose(0, 1));
-    at::Tensor rows = attn.narrow(0, span.start, span.len);  // [len, n_heads, head_dim]
-    attend(p, q.narrow(0, span.start, span.len), k_cache, v_cache, span.p0, rows);
+    store_kv(k, k_cache, span.start, span.len, span.p0);
+    store_kv(v, v_cache, span.start, span.len, span.p0);
+    at::Tensor rows = one ? attn : attn.narrow(0, span.start, span.len);  // [len, n_heads, head_dim]
+    attend(p, one ? q : q.narrow(0, span.start, span.len), k_cache, v_cache, span.p0, rows);
   }
-  return project(p, layer, kSlotO, attn.view({n, nh * hd}), L.wo, quantized(Q, &QuantLayer::wo));  // [n, dim]
+  project_add(p, layer, kSlotO, attn.view({n, nh * hd}), L.wo, quantized(Q, &QuantLayer::wo), x);
 }
 
-// SwiGLU on h = RMSNorm(x): w2(silu(w1 h) * w3 h), the gate and up projections as one product.
-at::Tensor feed_forward(const Pass& p, const LayerWeights& L, const QuantLayer* Q, std::int64_t layer,
-                        const at::Tensor& x) {  // [n, dim] residual stream -> [n, dim]
+// SwiGLU on h = RMSNorm(x): w2(silu(w1 h) * w3 h), the gate and up projections as one product, added to x.
+void feed_forward(const Pass& p, const LayerWeights& L, const QuantLayer* Q, std::int64_t layer,
+                  at::Tensor& x) {  // [n, dim] residual stream, updated
   CROSSICL_PROFILE("feed_forward_block");
   at::Tensor gu = norm_project(p, layer, kSlotGateUp, x, L.ffn_norm, L.w13,
                                quantized(Q, &QuantLayer::w13));  // [n, 2 hidden]
   const QuantWeight* w2 = quantized(Q, &QuantLayer::w2);
-  if (w2 && !p.stats) return detail::linear_int8(detail::quantize_silu_mul(gu), *w2);  // [n, dim]
+  if (w2 && !p.stats) {
+    detail::linear_int8_add(detail::quantize_silu_mul(gu), *w2, x);
+    return;
+  }
   at::Tensor ff;  // [n, hidden_dim]
   if (p.cpu_loops) {
     ff = detail::silu_mul_cpu(gu);
@@ -188,7 +229,7 @@ at::Tensor feed_forward(const Pass& p, const LayerWeights& L, const QuantLayer* 
     const std::int64_t H = gu.size(1) / 2;
     ff = at::silu(gu.narrow(1, 0, H)) * gu.narrow(1, H, H);
   }
-  return project(p, layer, kSlotDown, ff, L.w2, w2);  // [n, dim]
+  project_add(p, layer, kSlotDown, ff, L.w2, w2, x);
 }
 
 }  // namespace
@@ -276,8 +317,8 @@ DecodeOutput forward(const Model& model, const BatchPlan& plan, const std::vecto
   for (std::int64_t l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = W.layers[l];
     const QuantLayer* Q = int8 ? &model.quant_layers()[l] : nullptr;
-    x.add_(attention(p, L, Q, l, x));     // [n, dim] residual
-    x.add_(feed_forward(p, L, Q, l, x));  // [n, dim] residual
+    attention(p, L, Q, l, x);     // x [n, dim] residual, updated
+    feed_forward(p, L, Q, l, x);  // x [n, dim] residual, updated
     if (l + 1 < c.n_layers && wanted(l + 1)) hidden[l + 1] = x.index_select(0, rows);
   }
   at::Tensor xo = norm(p, x.index_select(0, rows), W.norm);  // [n_out, dim] final norm

@@ -120,6 +120,29 @@ TEST_CASE("int8 Linear rows are bit-identical whatever the batch around them", "
   CHECK(at::equal(quant::linear_int8(wide, w), all));
 }
 
+TEST_CASE("linear_int8_add adds the int8 product to the residual as add_ would, bit for bit", "[engine][quant]") {
+  // 130 outputs: whole blocks and a tail; 1 and 3 rows go through the decode kernel's epilogue, 9 through _int_mm
+  const QuantWeight w = quant::quantize_linear(at::randn({130, 200}, gen(11)));
+  for (std::int64_t n : {1, 3, 9}) {
+    INFO("rows " << n);
+    const QuantWeight xq = quant::quantize_rows(sample_rows(n, 200, 12));
+    const at::Tensor r0 = at::randn({n, 130}, gen(13));
+    at::Tensor r = r0.clone();
+    for (Isa isa : supported_isas()) {
+      INFO(isa_name(isa));
+      r.copy_(r0);
+      quant::linear_int8_add(xq, w, r, isa);
+      CHECK(at::equal(r, r0 + quant::linear_int8(xq, w, isa)));
+    }
+  }
+  const QuantWeight xq = quant::quantize_rows(sample_rows(2, 200, 14));
+  at::Tensor wrong = at::zeros({2, 129});
+  CHECK_THROWS_WITH(quant::linear_int8_add(xq, w, wrong),
+                    Catch::Contains("residual [2, 129] is not a contiguous [2, 130]"));
+  at::Tensor strided = at::zeros({130, 2}).t();
+  CHECK_THROWS_AS(quant::linear_int8_add(xq, w, strided), crossicl::InvalidArgument);
+}
+
 TEST_CASE("int8 kernels give the same bits on every ISA path", "[engine][quant]") {
   const at::Tensor x = sample_rows(9, 333, 7);
   const QuantWeight w = quant::quantize_linear(at::randn({50, 333}, gen(8)));
