@@ -31,6 +31,14 @@ at::Tensor gemv(const at::Tensor& x,       // [n, in] float32 or bfloat16
                 const at::Tensor& w,       // [out, in] same dtype, unit column stride
                 Isa isa = active_isa());   // -> [n, out]
 
+/// The same into dst (written, or added to when `add`: each element rounds once, as dst.add_(gemv(x, w)) would),
+/// by each thread on the rows it summed: a block's output projection added to the residual stream without a
+/// tensor of its own.
+void gemv_into(const at::Tensor& x,    // [n, in] float32 or bfloat16
+               const at::Tensor& w,    // [out, in] same dtype, unit column stride
+               const at::Tensor& dst,  // [n, out] x's dtype, unit column stride
+               bool add, Isa isa = active_isa());
+
 /// The exact int32 product of int8 rows xq [n, in] (n <= kGemvMaxRows) and an int8 weight w [out, in], stored as
 /// [out, in] rows or as a transposed view of [in, out] rows: what at::_int_mm(xq, w.t()) returns.
 at::Tensor gemv_int8(const at::Tensor& xq,     // [n, in] int8 contiguous

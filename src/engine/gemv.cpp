@@ -40,30 +40,65 @@ bool gemv_applies(const at::Tensor& x, const at::Tensor& w) {
          w.size(1) == x.size(1) && w.stride(0) >= w.size(1);
 }
 
-at::Tensor gemv(const at::Tensor& x_in, const at::Tensor& w, Isa isa) {
-  CROSSICL_PROFILE("gemv");
-  if (!gemv_applies(x_in, w))
+namespace {
+
+// dst[r, o0:o1] (+)= y[r, o0:o1] for the n rows, in dst's dtype: float32 as is, bfloat16 rounded to nearest even
+// (as y.to(at::kBFloat16)); `add` rounds dst + y once, as dst.add_(y.to(dst's dtype)) does.
+void store_rows(const float* y, std::int64_t n, std::int64_t out, std::int64_t o0, std::int64_t o1,
+                const at::Tensor& dst, bool add) {
+  const std::int64_t ld = dst.stride(0);
+  if (dst.scalar_type() == at::kFloat) {
+    float* d = dst.data_ptr<float>();
+    for (std::int64_t r = 0; r < n; ++r)
+      for (std::int64_t o = o0; o < o1; ++o) d[r * ld + o] = add ? d[r * ld + o] + y[r * out + o] : y[r * out + o];
+    return;
+  }
+  at::BFloat16* d = dst.data_ptr<at::BFloat16>();
+  for (std::int64_t r = 0; r < n; ++r)
+    for (std::int64_t o = o0; o < o1; ++o) {
+      const at::BFloat16 v(y[r * out + o]);  // round to nearest even
+      d[r * ld + o] = add ? at::BFloat16(static_cast<float>(d[r * ld + o]) + static_cast<float>(v)) : v;
+    }
+}
+
+void check_gemv(const at::Tensor& x, const at::Tensor& w) {
+  if (!gemv_applies(x, w))
     throw InvalidArgument(fmt::format("gemv: x [{}] {} and w [{}] {} do not fit (n <= {}, rows of w contiguous)",
-                                      fmt::join(x_in.sizes(), ", "), c10::toString(x_in.scalar_type()),
+                                      fmt::join(x.sizes(), ", "), c10::toString(x.scalar_type()),
                                       fmt::join(w.sizes(), ", "), c10::toString(w.scalar_type()), kGemvMaxRows));
+}
+
+}  // namespace
+
+void gemv_into(const at::Tensor& x_in, const at::Tensor& w, const at::Tensor& dst, bool add, Isa isa) {
+  CROSSICL_PROFILE("gemv");
+  check_gemv(x_in, w);
   const std::int64_t n = x_in.size(0), in = x_in.size(1), out = w.size(0), ld = w.stride(0);
-  at::Tensor y = at::empty({n, out}, x_in.options().dtype(at::kFloat));  // [n, out] float32
-  float* yp = y.data_ptr<float>();
-  const int m = static_cast<int>(n);
+  if (!dst.defined() || dst.dim() != 2 || dst.size(0) != n || dst.size(1) != out || dst.stride(1) != 1 ||
+      dst.scalar_type() != x_in.scalar_type() || !dst.device().is_cpu())
+    throw InvalidArgument(fmt::format("gemv: output [{}] {} is not a [{}, {}] {} with contiguous rows",
+                                      fmt::join(dst.sizes(), ", "), c10::toString(dst.scalar_type()), n, out,
+                                      c10::toString(x_in.scalar_type())));
   check_isa(isa, "gemv");
+  thread_local std::vector<float> sums;  // [n, out] float32 sums, reused across calls
+  sums.resize(static_cast<std::size_t>(n * out));
+  float* yp = sums.data();
+  const int m = static_cast<int>(n);
   if (w.scalar_type() == at::kFloat) {
     const at::Tensor x = x_in.contiguous();  // [n, in]
     const float* xp = x.data_ptr<float>();
     const float* wp = w.data_ptr<float>();
     at::parallel_for(0, out, row_grain(in * 4), [&](std::int64_t o0, std::int64_t o1) {
       CROSSICL_ISA_CALL(isa, "gemv", gemv_rows_f32, wp, ld, in, xp, m, o0, o1, yp, out);
+      store_rows(yp, n, out, o0, o1, dst, add);
     });
-    return y;
+    return;
   }
   // bfloat16: x to float32 (exact) with each whole group of 32 inputs as its even elements then its odd ones (the
   // kernel's pair order), in one pass over at most 4 rows
-  const at::Tensor xr = at::empty({n, in}, y.options());  // [n, in] float32
-  float* rp = xr.data_ptr<float>();
+  thread_local std::vector<float> xr;  // [n, in] float32
+  xr.resize(static_cast<std::size_t>(n * in));
+  float* rp = xr.data();
   const at::BFloat16* xb = x_in.data_ptr<at::BFloat16>();
   const std::int64_t whole = in / 32 * 32, s0 = x_in.stride(0), s1 = x_in.stride(1);
   for (std::int64_t r = 0; r < n; ++r)
@@ -74,8 +109,15 @@ at::Tensor gemv(const at::Tensor& x_in, const at::Tensor& w, Isa isa) {
   const auto* wp = reinterpret_cast<const std::uint16_t*>(w.data_ptr<at::BFloat16>());
   at::parallel_for(0, out, row_grain(in * 2), [&](std::int64_t o0, std::int64_t o1) {
     CROSSICL_ISA_CALL(isa, "gemv", gemv_rows_bf16, wp, ld, in, rp, m, o0, o1, yp, out);
+    store_rows(yp, n, out, o0, o1, dst, add);
   });
-  return y.to(at::kBFloat16);
+}
+
+at::Tensor gemv(const at::Tensor& x, const at::Tensor& w, Isa isa) {
+  check_gemv(x, w);
+  at::Tensor y = at::empty({x.size(0), w.size(0)}, x.options());  // [n, out] in x's dtype
+  gemv_into(x, w, y, false, isa);
+  return y;
 }
 
 namespace {

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "crossicl/core/error.h"
+#include "detail/engine_gemv.h"
 #include "detail/engine_kernels.h"
 #include "detail/engine_ops.h"
 #include "detail/engine_profile.h"
@@ -55,7 +56,8 @@ at::Tensor project(const Pass& p, std::int64_t layer, ActSlot slot,
 }
 
 // residual += x W^T, a block's output projection added to the residual stream: int8 models add in the rescale of
-// the int8 product (no tensor of its own), float models through add_.
+// the int8 product, float decode steps as the matrix-vector kernel's epilogue (no tensor of their own); larger
+// float passes through add_.
 void project_add(const Pass& p, std::int64_t layer, ActSlot slot,
                  const at::Tensor& x,   // [n, in]
                  const at::Tensor& w,   // [out, in] float (undefined when quantised)
@@ -66,7 +68,11 @@ void project_add(const Pass& p, std::int64_t layer, ActSlot slot,
     detail::linear_int8_add(detail::quantize_rows(x), *q, residual);
     return;
   }
-  residual.add_(project(p, layer, slot, x, w, q));
+  if (p.stats) p.stats->observe(layer, slot, x);
+  if (detail::gemv_applies(x, w) && residual.is_contiguous())
+    detail::gemv_into(x, w, residual, /*add=*/true);  // decode steps: added as each thread's rows are summed
+  else
+    residual.add_(detail::linear(x, w));
 }
 
 at::Tensor norm(const Pass& p, const at::Tensor& x, const at::Tensor& w) {  // [n, dim] -> [n, dim]

@@ -65,6 +65,25 @@ TEST_CASE("gemv reads weight row views (row stride above the width)", "[engine][
   CHECK_THROWS_AS(d::gemv(at::randn({5, 150}), w), InvalidArgument);
 }
 
+TEST_CASE("gemv_into writes or adds to its output as gemv and add_ would, bit for bit", "[engine][gemv]") {
+  for (auto dtype : {at::kFloat, at::kBFloat16})
+    for (std::int64_t n : {1, 3}) {
+      INFO(c10::toString(dtype) << ", rows " << n);
+      const at::Tensor x = at::randn({n, 100}, gen(21)).to(dtype);
+      const at::Tensor w = at::randn({37, 100}, gen(22)).to(dtype);
+      const at::Tensor r0 = at::randn({n, 37}, gen(23)).to(dtype);
+      at::Tensor r = r0.clone();
+      d::gemv_into(x, w, r, /*add=*/true);
+      CHECK(at::equal(r, r0 + d::gemv(x, w)));
+      d::gemv_into(x, w, r, /*add=*/false);
+      CHECK(at::equal(r, d::gemv(x, w)));
+    }
+  const at::Tensor x = at::randn({2, 100}), w = at::randn({37, 100});
+  CHECK_THROWS_WITH(d::gemv_into(x, w, at::zeros({2, 36}), false),
+                    Catch::Contains("output [2, 36] Float is not a [2, 37] Float"));
+  CHECK_THROWS_AS(d::gemv_into(x, w, at::zeros({2, 37}, at::kBFloat16), true), InvalidArgument);
+}
+
 TEST_CASE("gemv_int8 equals at::_int_mm in both weight layouts", "[engine][gemv]") {
   for (std::int64_t n : {1, 2, 3, 4})
     for (auto [out, in] : {std::pair<std::int64_t, std::int64_t>{1, 1}, {5, 33}, {96, 576}, {576, 1536},
