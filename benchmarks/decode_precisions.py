@@ -65,14 +65,9 @@ def worker_llamacpp(precision: str, gguf: str, threads: int, tokens: int) -> dic
     import llama_cpp
 
     if precision == "int8":  # as paper_workload.worker_llamacpp: no AMX repacking (SIGILL where tiles are denied)
-        import llama_cpp.llama_cpp as lc
-        default_params = lc.llama_model_default_params
-
-        def no_extra_bufts():
-            p = default_params()
-            p.use_extra_bufts = False
-            return p
-        lc.llama_model_default_params = no_extra_bufts
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        from paper_workload import llamacpp_without_extra_bufts
+        llamacpp_without_extra_bufts()
     llm = llama_cpp.Llama(model_path=gguf, n_ctx=512, n_batch=512, n_threads=threads, n_threads_batch=threads,
                           verbose=False)
 

@@ -453,23 +453,27 @@ def worker_hf_score(spec: dict) -> dict:
                 rss_peak_kb=maxrss_kb())
 
 
+def llamacpp_without_extra_bufts() -> None:
+    """Makes llama_cpp load models without ggml's extra buffer types (AMX, CPU_REPACK). ggml repacks quantised
+    weights into its AMX buffer type when the CPU reports AMX-INT8; where the kernel or VM does not grant AMX tile
+    state the first matmul dies with SIGILL. Without them: ggml's AVX-512 kernels."""
+    import llama_cpp.llama_cpp as lc
+    default_params = lc.llama_model_default_params
+
+    def no_extra_bufts():
+        p = default_params()
+        p.use_extra_bufts = False
+        return p
+    lc.llama_model_default_params = no_extra_bufts
+
+
 def worker_llamacpp(spec: dict, quant: str | None) -> dict:
     import llama_cpp
     base = rss_kb()
     T = spec["threads"]
     path = spec[f"gguf_{quant}"] if quant else spec["gguf"]
     if quant:
-        # ggml repacks quantised weights into its AMX buffer type when the CPU reports AMX-INT8; where the kernel
-        # or VM does not grant AMX tile state the first matmul dies with SIGILL. Load without the extra buffer
-        # types (AMX, CPU_REPACK) instead: ggml's AVX-512 kernels.
-        import llama_cpp.llama_cpp as lc
-        default_params = lc.llama_model_default_params
-
-        def no_extra_bufts():
-            p = default_params()
-            p.use_extra_bufts = False
-            return p
-        lc.llama_model_default_params = no_extra_bufts
+        llamacpp_without_extra_bufts()
     llm = llama_cpp.Llama(model_path=path, n_ctx=2048, n_batch=512, n_ubatch=512, n_threads=T,
                           n_threads_batch=T, verbose=False)
     w1 = spec["w1"]
