@@ -58,10 +58,23 @@ QuantWeight quantize_rms_norm(const at::Tensor& x,       // [n, dim] float32
                               double eps,
                               Isa isa = active_isa());  // -> q [n, dim] int8, scale [n]
 
-/// The SwiGLU input of the down projection quantised per row: silu applied in place to the gate half of `gu`
-/// (ATen's vectorised op), then the rows of gate * up through quantize_rows without storing them.
-QuantWeight quantize_silu_mul(at::Tensor& gu,           // [n, 2 * hidden] float32 contiguous (gate, up)
+/// The SwiGLU input of the down projection quantised per row: the rows of silu(gate) * up (silu_int8_path's
+/// SiLU) through quantize_rows without storing them.
+QuantWeight quantize_silu_mul(const at::Tensor& gu,     // [n, 2 * hidden] float32 contiguous (gate, up)
                               Isa isa = active_isa());  // -> q [n, hidden] int8, scale [n]
+
+/// The same from x through the int8 gate/up projection, without its float output: the int32 product's rows are
+/// rescaled (as linear_int8 does), passed through SiLU-gate and quantised in one pass per row, so
+/// linear_int8_silu_mul(xq, w13) equals quantize_silu_mul(linear_int8(xq, w13)) bit for bit.
+QuantWeight linear_int8_silu_mul(const QuantWeight& xq,    // q [n, in] int8, scale [n]
+                                 const QuantWeight& w13,   // [2 * hidden, in] (gate rows, then up rows)
+                                 Isa isa = active_isa());  // -> q [n, hidden] int8, scale [n]
+
+/// The SiLU of the int8 path, x / (1 + e^-x) with a vectorised Cephes expf: within a few float32 ulps of the exact
+/// value (tests/cpp/engine/test_quant.cpp), the same bits on every instruction-set path (ATen's silu differs by
+/// path and release). Replaces ATen's in-place pass over the gate half.
+at::Tensor silu_int8_path(const at::Tensor& x,      // [n, k] float32
+                          Isa isa = active_isa());  // -> [n, k]
 
 /// Rows `ids` of an int8 table, dequantised (the token embeddings of Quantize::Int8).
 at::Tensor embedding_int8(const QuantWeight& table,  // [vocab, dim]

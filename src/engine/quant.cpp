@@ -80,20 +80,27 @@ QuantWeight quantize_rms_norm(const at::Tensor& x_in, const at::Tensor& weight, 
   });
 }
 
-QuantWeight quantize_silu_mul(at::Tensor& gu, Isa isa) {
+QuantWeight quantize_silu_mul(const at::Tensor& gu, Isa isa) {
   CROSSICL_PROFILE("quantize_silu_mul");
   check_float_matrix(gu, "quantize_silu_mul");
   if (!gu.is_contiguous() || gu.size(1) % 2 != 0)
     throw InvalidArgument(fmt::format("quantize_silu_mul: contiguous [n, 2 * hidden] expected (got [{}, {}])",
                                       gu.size(0), gu.size(1)));
   const std::int64_t n = gu.size(0), h = gu.size(1) / 2;
-  at::Tensor gate = gu.narrow(1, 0, h);
-  at::silu_(gate);  // ATen's vectorised SiLU, in place
   const float* gp = gu.data_ptr<float>();
   return quantize_each_row(n, h, gu.options(), isa, [&](std::int64_t r0, std::int64_t r1, std::int8_t* qp, float* sp) {
     std::vector<float> buf(h);
-    CROSSICL_ISA_CALL(isa, "quantize", quantize_mul_span, gp, h, r0, r1, buf.data(), qp, sp);
+    CROSSICL_ISA_CALL(isa, "quantize", quantize_silu_mul_span, gp, h, r0, r1, buf.data(), qp, sp);
   });
+}
+
+at::Tensor silu_int8_path(const at::Tensor& x_in, Isa isa) {
+  check_float_matrix(x_in, "silu_int8_path");
+  const at::Tensor x = x_in.contiguous();
+  at::Tensor y = at::empty_like(x);
+  check_isa(isa, "quantize");
+  CROSSICL_ISA_CALL(isa, "quantize", silu_span, x.data_ptr<float>(), x.numel(), y.data_ptr<float>());
+  return y;
 }
 
 at::Tensor linear_int8(const at::Tensor& x, const QuantWeight& w, Isa isa) {
@@ -134,6 +141,35 @@ void linear_int8_out(const QuantWeight& xq, const QuantWeight& w, bool add, floa
 }
 
 }  // namespace
+
+QuantWeight linear_int8_silu_mul(const QuantWeight& xq, const QuantWeight& w13, Isa isa) {
+  check_linear_int8(xq, w13);
+  if (w13.q.size(0) % 2 != 0)
+    throw InvalidArgument(fmt::format("linear_int8_silu_mul: the gate/up weight has {} rows, not 2 * hidden",
+                                      w13.q.size(0)));
+  CROSSICL_PROFILE("linear_int8_silu_mul");
+  const std::int64_t n = xq.q.size(0), h = w13.q.size(0) / 2;
+  const float* xs = xq.scale.data_ptr<float>();
+  const float* ws = w13.scale.data_ptr<float>();
+  check_isa(isa, "quantize");
+  at::Tensor acc_t;  // [n, 2h] int32 of the GEMM (larger passes)
+  const std::int32_t* ap = nullptr;
+  if (n >= 1 && n <= kGemvMaxRows) {
+    thread_local std::vector<std::int32_t> acc;  // [n, 2h], reused across decode steps
+    acc.resize(static_cast<std::size_t>(n * 2 * h));
+    gemv_int8_into(xq.q, w13.q, acc.data(), nullptr, isa);
+    ap = acc.data();
+  } else {
+    acc_t = at::_int_mm(xq.q, w13.q.t());  // exact
+    ap = acc_t.data_ptr<std::int32_t>();
+  }
+  return quantize_each_row(n, h, xq.scale.options(), isa,
+                           [&](std::int64_t r0, std::int64_t r1, std::int8_t* qp, float* sp) {
+                             std::vector<float> buf(h);
+                             CROSSICL_ISA_CALL(isa, "quantize", quantize_silu_mul_i32_span, ap, xs, ws, h, r0, r1,
+                                               buf.data(), qp, sp);
+                           });
+}
 
 at::Tensor linear_int8(const QuantWeight& xq, const QuantWeight& w, Isa isa) {
   check_linear_int8(xq, w);

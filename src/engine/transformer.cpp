@@ -221,9 +221,14 @@ void attention(const Pass& p, const LayerWeights& L, const QuantLayer* Q, std::i
 void feed_forward(const Pass& p, const LayerWeights& L, const QuantLayer* Q, std::int64_t layer,
                   at::Tensor& x) {  // [n, dim] residual stream, updated
   CROSSICL_PROFILE("feed_forward_block");
-  at::Tensor gu = norm_project(p, layer, kSlotGateUp, x, L.ffn_norm, L.w13,
-                               quantized(Q, &QuantLayer::w13));  // [n, 2 hidden]
+  const QuantWeight* w13 = quantized(Q, &QuantLayer::w13);
   const QuantWeight* w2 = quantized(Q, &QuantLayer::w2);
+  if (w13 && w2 && !p.stats) {  // int8 throughout: no float tensor between the norm and the residual
+    const QuantWeight h = detail::linear_int8_silu_mul(detail::quantize_rms_norm(x, L.ffn_norm, p.c.norm_eps), *w13);
+    detail::linear_int8_add(h, *w2, x);
+    return;
+  }
+  at::Tensor gu = norm_project(p, layer, kSlotGateUp, x, L.ffn_norm, L.w13, w13);  // [n, 2 hidden]
   if (w2 && !p.stats) {
     detail::linear_int8_add(detail::quantize_silu_mul(gu), *w2, x);
     return;

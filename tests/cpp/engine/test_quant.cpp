@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <random>
 
 #include <ATen/ATen.h>
@@ -358,10 +359,64 @@ TEST_CASE("fused RMSNorm and SiLU-gate quantisation equal the unfused ops bit fo
   const QuantWeight ref = quant::quantize_rows(quant::rms_norm_cpu(x, w, 1e-5));
   CHECK(at::equal(fused.q, ref.q));
   CHECK(at::equal(fused.scale, ref.scale));
-  at::Tensor gu = at::randn({13, 2 * 40}, gen(11));
+  const at::Tensor gu = at::randn({13, 2 * 40}, gen(11));
   const at::Tensor gate = gu.narrow(1, 0, 40), up = gu.narrow(1, 40, 40);
-  const QuantWeight gref = quant::quantize_rows((at::silu(gate) * up).contiguous());
+  const QuantWeight gref = quant::quantize_rows((quant::silu_int8_path(gate) * up).contiguous());
   const QuantWeight gfused = quant::quantize_silu_mul(gu);
   CHECK(at::equal(gfused.q, gref.q));
   CHECK(at::equal(gfused.scale, gref.scale));
+  // against ATen's SiLU: an ulp of difference moves a value across a rounding boundary at most by one step
+  const QuantWeight aten = quant::quantize_rows((at::silu(gate) * up).contiguous());
+  CHECK((gfused.q.to(at::kInt) - aten.q.to(at::kInt)).abs().max().item<int>() <= 1);
+  CHECK(at::allclose(gfused.scale, aten.scale, 1e-6, 0));
+}
+
+TEST_CASE("the int8 path's SiLU is within a few ulps of the exact value, the same bits on every path",
+          "[engine][quant]") {
+  // a dense sweep of [-100, 100], the clamp edges of e^-x, and special values
+  at::Tensor x = at::cat({at::linspace(-100, 100, 200001), at::tensor({-87.5f, -87.0f, -86.9f, 88.0f, 88.1f, 0.0f,
+                                                                       -0.0f, 1e-30f, -1e-30f, 1e-40f})})
+                     .unsqueeze(0);
+  const at::Tensor y = quant::silu_int8_path(x, Isa::baseline);
+  const at::Tensor xd = x.to(at::kDouble);
+  const at::Tensor exact = xd / (1 + at::exp(-xd));
+  // |y - exact| <= 8 ulp of |exact| (expf's few ulp, the division's and the sum's rounding), or 1e-36 absolute
+  // (below x = -88 the result is -0, the exact value under 6e-37)
+  const at::Tensor err = (y.to(at::kDouble) - exact).abs();
+  const at::Tensor bound = exact.abs() * (8 * 0x1p-24) + 1e-36;
+  const at::Tensor bad = at::nonzero(at::gt(err, bound).view(-1));
+  if (bad.numel() > 0) {
+    const std::int64_t i = bad[0][0].item<std::int64_t>();
+    INFO("first miss at x = " << x[0][i].item<double>() << ": " << y[0][i].item<double>() << " vs "
+                              << exact[0][i].item<double>());
+    CHECK(bad.numel() == 0);
+  }
+  for (Isa isa : supported_isas()) {
+    INFO(isa_name(isa));
+    CHECK(at::equal(quant::silu_int8_path(x, isa), y));
+  }
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  const at::Tensor sp = quant::silu_int8_path(at::tensor({inf, -inf, nan}).unsqueeze(0));
+  CHECK(sp[0][0].item<float>() == inf);
+  CHECK(sp[0][1].item<float>() == 0.0f);  // -0
+  CHECK(std::isnan(sp[0][2].item<float>()));
+}
+
+TEST_CASE("linear_int8_silu_mul equals the int8 gate/up product through quantize_silu_mul, bit for bit",
+          "[engine][quant]") {
+  // 2 * 70 rows: the vector blocks of the SiLU loop and a tail; 1 and 3 rows by the decode kernel, 9 by _int_mm
+  const QuantWeight w13 = quant::quantize_linear(at::randn({140, 96}, gen(15)));
+  for (std::int64_t n : {1, 3, 9}) {
+    const QuantWeight xq = quant::quantize_rows(sample_rows(n, 96, 16));
+    const QuantWeight ref = quant::quantize_silu_mul(quant::linear_int8(xq, w13, Isa::baseline), Isa::baseline);
+    for (Isa isa : supported_isas()) {
+      INFO("rows " << n << ", " << isa_name(isa));
+      const QuantWeight got = quant::linear_int8_silu_mul(xq, w13, isa);
+      CHECK(at::equal(got.q, ref.q));
+      CHECK(at::equal(got.scale, ref.scale));
+    }
+  }
+  CHECK_THROWS_WITH(quant::linear_int8_silu_mul(quant::quantize_rows(sample_rows(2, 96, 17)),
+                                                quant::quantize_linear(at::randn({141, 96}, gen(18)))),
+                    Catch::Contains("141 rows, not 2 * hidden"));
 }
