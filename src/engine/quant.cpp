@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -110,30 +111,44 @@ at::Tensor linear_int8(const at::Tensor& x, const QuantWeight& w, Isa isa) {
 
 namespace {
 
-// out (+)= xq W^T rescaled: decode steps through gemv_int8_into, each thread rescaling the columns it summed; larger
-// passes through at::_int_mm (exact int32) and one rescale pass.
 void check_linear_int8(const QuantWeight& xq, const QuantWeight& w) {
   if (xq.q.dim() != 2 || xq.q.size(1) != w.q.size(1))
     throw InvalidArgument(fmt::format("linear_int8: input has {} features, the weight {}", xq.q.size(-1), w.q.size(1)));
 }
 
+// Called by each decode thread with the product and the columns [c0, c1) it has just summed.
+using ProductDone = std::function<void(const std::int32_t* acc, std::int64_t c0, std::int64_t c1)>;
+
+// The exact int32 product xq W^T [n, out]: decode steps (n <= kGemvMaxRows) through gemv_int8_into into a buffer of
+// the calling thread, each thread then calling done on the columns it summed; larger passes through at::_int_mm,
+// held in `gemm` (done is not called: the caller makes its own pass).
+const std::int32_t* int8_product(const QuantWeight& xq, const QuantWeight& w, const ProductDone& done,
+                                 at::Tensor& gemm, Isa isa) {
+  const std::int64_t n = xq.q.size(0), m = w.q.size(0);
+  if (n >= 1 && n <= kGemvMaxRows) {
+    thread_local std::vector<std::int32_t> acc;  // [n, out], reused across calls (no allocation per step)
+    acc.resize(static_cast<std::size_t>(n * m));
+    const std::int32_t* ap = acc.data();
+    gemv_int8_into(xq.q, w.q, acc.data(),
+                   done ? GemvDone([&](std::int64_t c0, std::int64_t c1) { done(ap, c0, c1); }) : GemvDone(), isa);
+    return ap;
+  }
+  gemm = at::_int_mm(xq.q, w.q.t());  // [n, out] int32, exact
+  return gemm.data_ptr<std::int32_t>();
+}
+
+// out (+)= xq W^T rescaled: in decode steps each thread rescales the columns it summed; after a GEMM, one pass.
 void linear_int8_out(const QuantWeight& xq, const QuantWeight& w, bool add, float* op, Isa isa) {
   CROSSICL_PROFILE("linear_int8");
   const std::int64_t n = xq.q.size(0), m = w.q.size(0);
   const float* xs = xq.scale.data_ptr<float>();
   const float* ws = w.scale.data_ptr<float>();
   check_isa(isa, "rescale");
-  if (n >= 1 && n <= kGemvMaxRows) {
-    thread_local std::vector<std::int32_t> acc;  // [n, out], reused across calls (no allocation per step)
-    acc.resize(static_cast<std::size_t>(n * m));
-    const std::int32_t* ap = acc.data();
-    gemv_int8_into(xq.q, w.q, acc.data(), [&](std::int64_t c0, std::int64_t c1) {
-      CROSSICL_ISA_CALL(isa, "rescale", rescale_cols, ap, xs, ws, m, n, c0, c1, add, op);
-    }, isa);
-    return;
-  }
-  const at::Tensor acc = at::_int_mm(xq.q, w.q.t());  // [n, out] int32, exact
-  const std::int32_t* ap = acc.data_ptr<std::int32_t>();
+  at::Tensor gemm;
+  const std::int32_t* ap = int8_product(xq, w, [&](const std::int32_t* acc, std::int64_t c0, std::int64_t c1) {
+    CROSSICL_ISA_CALL(isa, "rescale", rescale_cols, acc, xs, ws, m, n, c0, c1, add, op);
+  }, gemm, isa);
+  if (!gemm.defined()) return;  // rescaled by the decode kernel's threads
   at::parallel_for(0, n, grain(m), [&](std::int64_t r0, std::int64_t r1) {
     for (std::int64_t r = r0; r < r1; ++r)
       CROSSICL_ISA_CALL(isa, "rescale", rescale_cols, ap + r * m, xs + r, ws, m, 1, 0, m, add, op + r * m);
@@ -152,17 +167,8 @@ QuantWeight linear_int8_silu_mul(const QuantWeight& xq, const QuantWeight& w13, 
   const float* xs = xq.scale.data_ptr<float>();
   const float* ws = w13.scale.data_ptr<float>();
   check_isa(isa, "quantize");
-  at::Tensor acc_t;  // [n, 2h] int32 of the GEMM (larger passes)
-  const std::int32_t* ap = nullptr;
-  if (n >= 1 && n <= kGemvMaxRows) {
-    thread_local std::vector<std::int32_t> acc;  // [n, 2h], reused across decode steps
-    acc.resize(static_cast<std::size_t>(n * 2 * h));
-    gemv_int8_into(xq.q, w13.q, acc.data(), nullptr, isa);
-    ap = acc.data();
-  } else {
-    acc_t = at::_int_mm(xq.q, w13.q.t());  // exact
-    ap = acc_t.data_ptr<std::int32_t>();
-  }
+  at::Tensor gemm;
+  const std::int32_t* ap = int8_product(xq, w13, nullptr, gemm, isa);  // [n, 2h]
   return quantize_each_row(n, h, xq.scale.options(), isa,
                            [&](std::int64_t r0, std::int64_t r1, std::int8_t* qp, float* sp) {
                              std::vector<float> buf(h);

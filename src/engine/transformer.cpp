@@ -63,13 +63,10 @@ void project_add(const Pass& p, std::int64_t layer, ActSlot slot,
                  const at::Tensor& w,   // [out, in] float (undefined when quantised)
                  const QuantWeight* q,  // int8 weight or null
                  at::Tensor& residual) {  // [n, out] residual stream, updated
-  if (q) {
-    if (p.stats) p.stats->observe(layer, slot, x);
-    detail::linear_int8_add(detail::quantize_rows(x), *q, residual);
-    return;
-  }
   if (p.stats) p.stats->observe(layer, slot, x);
-  if (detail::gemv_applies(x, w) && residual.is_contiguous())
+  if (q)
+    detail::linear_int8_add(detail::quantize_rows(x), *q, residual);
+  else if (detail::gemv_applies(x, w) && residual.is_contiguous())
     detail::gemv_into(x, w, residual, /*add=*/true);  // decode steps: added as each thread's rows are summed
   else
     residual.add_(detail::linear(x, w));
@@ -172,15 +169,13 @@ void store_kv(const at::Tensor& src,  // [n, n_kv_heads, head_dim] (rows of the 
     cache.narrow(1, p0, len).copy_(src.narrow(0, start, len).transpose(0, 1));
     return;
   }
-  const std::int64_t heads = src.size(1), hd = src.size(2), cap = cache.size(1);
-  const std::size_t row = static_cast<std::size_t>(hd) * src.element_size();
+  const std::int64_t heads = src.size(1), hd = src.size(2), cap = cache.size(1), es = src.element_size();
   const auto* sp = static_cast<const char*>(src.data_ptr());
   auto* cp = static_cast<char*>(cache.data_ptr());
-  const std::int64_t es = src.element_size();
   for (std::int64_t h = 0; h < heads; ++h)
     for (std::int64_t t = 0; t < len; ++t)
-      std::memcpy(cp + ((h * cap + p0 + t) * hd) * es, sp + ((start + t) * src.stride(0) + h * src.stride(1)) * es,
-                  row);
+      std::memcpy(cp + (h * cap + p0 + t) * hd * es, sp + ((start + t) * src.stride(0) + h * src.stride(1)) * es,
+                  static_cast<std::size_t>(hd * es));
 }
 
 // Self-attention of one block over the packed batch: qkv projection, RoPE on queries and keys, the new keys and
