@@ -47,4 +47,12 @@ void attend_cpu(const at::Tensor& q,  // [len, n_heads, head_dim] (row stride ma
                 at::Tensor& out,      // [len, n_heads, head_dim] contiguous rows, written
                 Isa isa = active_isa());
 
+/// For each row i of logits: the log-probability of targets[i] under softmax(logits[i]), and whether targets[i] is
+/// the row's argmax (the lowest id among equal maxima, as torch.argmax). One pass over the row for the maximum,
+/// one for the sum of exponentials (vectorised e^x within 1.2 ulps, sums in double per block of 256 values); a row
+/// holding NaN gives a NaN log-probability and greedy false.
+void token_logprobs_cpu(const at::Tensor& logits,      // [n, vocab] float32 CPU, unit stride along vocab
+                        const std::int32_t* targets,   // [n] ids in [0, vocab)
+                        float* logprob, bool* greedy,  // [n] each, written
+                        Isa isa = active_isa());
 }  // namespace crossicl::detail

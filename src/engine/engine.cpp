@@ -6,6 +6,7 @@
 #include <array>
 #include <filesystem>
 #include <limits>
+#include <memory>
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -21,6 +22,7 @@
 #include "crossicl/core/error.h"
 #include "detail/calibration_text.h"
 #include "detail/enum_names.h"
+#include "detail/engine_kernels.h"
 
 namespace crossicl {
 
@@ -72,21 +74,29 @@ std::vector<std::vector<std::int32_t>> encode_all(const Engine& engine, const st
   return ids;
 }
 
-// Log-probabilities of `ids` under `logits` [n, vocab] (row j predicts ids[j]), with their sum, mean, the first
-// token's probability and whether each token is its row's argmax.
-ScoreResult score_rows(const at::Tensor& logits, const std::vector<std::int32_t>& ids, std::int64_t truncated) {
-  const std::int64_t n = static_cast<std::int64_t>(ids.size());
-  at::Tensor lp = at::log_softmax(logits, -1);  // [n, vocab]
-  at::Tensor target = at::tensor(std::vector<std::int64_t>(ids.begin(), ids.end()), at::kLong);
-  at::Tensor picked = lp.gather(1, target.unsqueeze(1)).squeeze(1).contiguous();  // [n]
+// Log-probabilities of `ids` under logits rows (row j predicts ids[j]) that come in pieces of [m, vocab] (first
+// rows first), with their sum, mean, the first token's probability and whether each token is its row's argmax.
+ScoreResult score_rows(const std::vector<at::Tensor>& pieces, const std::vector<std::int32_t>& ids,
+                       std::int64_t truncated) {
+  const std::size_t n = ids.size();
   ScoreResult r;
   r.token_ids = ids;
-  r.logprobs.assign(picked.data_ptr<float>(), picked.data_ptr<float>() + n);
+  r.logprobs.assign(n, 0.0f);
+  std::unique_ptr<bool[]> greedy(new bool[n]);
+  std::size_t row = 0;
+  for (const at::Tensor& piece : pieces) {
+    const std::size_t m = std::min<std::size_t>(static_cast<std::size_t>(piece.size(0)), n - row);
+    detail::token_logprobs_cpu(piece.narrow(0, 0, static_cast<std::int64_t>(m)), ids.data() + row,
+                               r.logprobs.data() + row, greedy.get() + row);
+    row += m;
+  }
+  if (row != n)
+    throw std::logic_error(fmt::format("score_rows: {} logits rows for {} scored tokens", row, n));
+  r.greedy = std::all_of(greedy.get(), greedy.get() + n, [](bool g) { return g; });
   for (float v : r.logprobs) r.sum += v;
   r.mean = r.sum / static_cast<double>(n);
   r.first_logprob = r.logprobs[0];
   r.first = std::exp(r.first_logprob);
-  r.greedy = at::equal(logits.argmax(1), target);
   r.truncated = truncated;
   return r;
 }
@@ -343,9 +353,13 @@ void Engine::run_prefill(const std::vector<Prefill*>& jobs, const DecodeOptions&
       row += n_out;
     }
   }
+  // A job's outputs from one forward pass stay a view of that pass's outputs (which hold only output rows).
+  const auto join = [](const std::vector<at::Tensor>& parts) {
+    return parts.empty() ? at::Tensor() : parts.size() == 1 ? parts[0] : at::cat(parts, 0);
+  };
   for (Prefill* job : jobs) {
-    if (!job->logit_parts.empty()) job->logits = at::cat(job->logit_parts, 0);
-    for (auto& parts : job->hidden_parts) job->hidden.push_back(parts.empty() ? at::Tensor() : at::cat(parts, 0));
+    if (!job->logit_parts.empty()) job->logits = join(job->logit_parts);
+    for (auto& parts : job->hidden_parts) job->hidden.push_back(join(parts));
     job->logit_parts.clear();
     job->hidden_parts.clear();
   }
@@ -599,46 +613,62 @@ std::vector<std::vector<ScoreResult>> Engine::score_items(std::vector<ScoreItem>
     const std::size_t b = w.end;
     ctx_->clear();
     ctx_->reserve_arena(w.positions);  // at least the rooms below: shared prefix <= prompt, split <= prompt
-    // Shared prefix of item k: everything before its earliest split but the split's last token (whose logits
-    // score the first continuation token). It is computed once (or taken from the prefix cache).
+    // Shared prefix of item k: everything before its earliest split. It is computed once (or taken from the
+    // prefix cache but for its last token), and its last row's logits score the first token of every candidate
+    // that splits there; a candidate then computes only its other tokens (none for a one-token continuation).
     std::vector<Prefill> base(b - a);
     std::vector<std::int64_t> shared(b - a, 0);
     for (std::size_t k = a; k < b; ++k) {
       const ScoreItem& it = items[k];
       if (it.scored.empty()) continue;
-      shared[k - a] = *std::min_element(it.split.begin(), it.split.end()) - 1;
+      shared[k - a] = *std::min_element(it.split.begin(), it.split.end());
       Prefill& job = base[k - a];
       job.seq = static_cast<std::int32_t>(k - a);
       ctx_->seq_reserve(job.seq, shared[k - a]);
       job.ids.assign(it.p.begin(), it.p.begin() + shared[k - a]);
-      job.outputs = Prefill::kNone;
-      job.reuse = shared[k - a];
+      job.outputs = Prefill::kLast;
+      job.reuse = shared[k - a] - 1;
     }
     prefill_cached(base, DecodeOptions{});
+    // Candidate i of item k: the prompt tokens from the shared prefix to its split, then its scored tokens but
+    // the last (whose logits nobody reads).
     std::vector<Prefill> jobs;
+    std::vector<std::vector<std::ptrdiff_t>> job_of(b - a);  // per candidate: its job in `jobs`, or -1
     std::int32_t seq = static_cast<std::int32_t>(b - a);
     for (std::size_t k = a; k < b; ++k) {
       const ScoreItem& it = items[k];
+      const std::int64_t sh = shared[k - a];
       for (std::size_t i = 0; i < it.scored.size(); ++i) {
         Prefill job;
+        job.ids.assign(it.p.begin() + sh, it.p.begin() + it.split[i]);
+        job.ids.insert(job.ids.end(), it.scored[i].begin(), it.scored[i].end() - 1);
+        if (job.ids.empty()) {
+          job_of[k - a].push_back(-1);
+          continue;
+        }
         job.seq = seq++;
         ctx_->seq_reserve(job.seq, it.split[i] + static_cast<std::int64_t>(it.scored[i].size()));
-        ctx_->seq_cp(static_cast<std::int32_t>(k - a), job.seq, shared[k - a]);
-        job.ids.assign(it.p.begin() + shared[k - a], it.p.begin() + it.split[i]);
-        job.ids.insert(job.ids.end(), it.scored[i].begin(), it.scored[i].end());
+        ctx_->seq_cp(static_cast<std::int32_t>(k - a), job.seq, sh);
         job.outputs = Prefill::kAll;
+        job_of[k - a].push_back(static_cast<std::ptrdiff_t>(jobs.size()));
         jobs.push_back(std::move(job));
       }
       ctx_->seq_rm(static_cast<std::int32_t>(k - a));
     }
     run_prefill(jobs, DecodeOptions{});
-    std::size_t j = 0;
     for (std::size_t k = a; k < b; ++k) {
       const ScoreItem& it = items[k];
-      for (std::size_t i = 0; i < it.scored.size(); ++i, ++j) {
-        const std::int64_t n = static_cast<std::int64_t>(it.scored[i].size());
-        const std::int64_t first_row = it.split[i] - 1 - shared[k - a];  // row predicting the first scored token
-        results[k].push_back(score_rows(jobs[j].logits.narrow(0, first_row, n), it.scored[i], it.dropped));
+      for (std::size_t i = 0; i < it.scored.size(); ++i) {
+        const std::ptrdiff_t j = job_of[k - a][i];
+        std::vector<at::Tensor> rows;  // row t predicts scored token t
+        if (it.split[i] == shared[k - a]) {
+          rows.push_back(base[k - a].logits);  // [1, vocab]: the shared prefix's last token
+          if (j >= 0) rows.push_back(jobs[j].logits);
+        } else {  // the row of the split's last prompt token onwards
+          rows.push_back(jobs[j].logits.narrow(0, it.split[i] - 1 - shared[k - a],
+                                               static_cast<std::int64_t>(it.scored[i].size())));
+        }
+        results[k].push_back(score_rows(rows, it.scored[i], it.dropped));
       }
     }
     end_wave(*ctx_);

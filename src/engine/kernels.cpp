@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -46,6 +47,18 @@ void attend_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, s
                 at::Tensor& out, Isa isa) {
   CROSSICL_PROFILE("attend");
   CROSSICL_ISA_CALL(isa, "attention", attend_cpu, q, k, v, p0, scale, out);
+}
+
+void token_logprobs_cpu(const at::Tensor& logits, const std::int32_t* targets, float* logprob, bool* greedy, Isa isa) {
+  CROSSICL_PROFILE("token_logprobs");
+  if (!logits.device().is_cpu() || logits.scalar_type() != at::kFloat || logits.dim() != 2 || logits.stride(1) != 1)
+    throw InvalidArgument(fmt::format("token_logprobs: [n, vocab] float32 CPU rows expected (got {}-d {})",
+                                      logits.dim(), c10::toString(logits.scalar_type())));
+  for (std::int64_t r = 0; r < logits.size(0); ++r)
+    if (targets[r] < 0 || targets[r] >= logits.size(1))
+      throw InvalidArgument(fmt::format("token_logprobs: target {} of row {} is outside the vocabulary [0, {})",
+                                        targets[r], r, logits.size(1)));
+  CROSSICL_ISA_CALL(isa, "token_logprobs", token_logprobs_cpu, logits, targets, logprob, greedy);
 }
 
 }  // namespace crossicl::detail

@@ -23,6 +23,10 @@ namespace {
 
 // Query chunks up to this length use the attention loop (CPU) or plain matmuls; longer ones torch's fused SDPA.
 constexpr std::int64_t kSmallQuery = 16;
+// On the CPU loops, longer chunks with at most this many (query, key) pairs also take the loop: SDPA's fixed cost
+// (~150 us a call) outweighs its faster arithmetic below about 48 x 48 (scoring short contexts: 44 us a call in
+// the loop against SDPA's 145 at 48 queries).
+constexpr std::int64_t kSmallScores = 48 * 48;
 
 // What every layer of one forward pass shares.
 struct Pass {
@@ -144,7 +148,7 @@ void attend(const Pass& p,
             std::int64_t p0,
             at::Tensor& out) {          // [len, n_heads, head_dim], written
   const std::int64_t len = q.size(0);
-  if (len <= kSmallQuery && p.cpu_loops) {
+  if (p.cpu_loops && (len <= kSmallQuery || len * (p0 + len) <= kSmallScores)) {
     // Decode steps: one loop over (query, head). torch's CPU flash kernel costs milliseconds per call for one
     // query, and the matmul formulation is ~8 small ops per layer.
     detail::attend_cpu(q, k_cache, v_cache, p0, p.scale, out);

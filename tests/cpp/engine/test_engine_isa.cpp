@@ -40,6 +40,12 @@ std::vector<at::Tensor> run_kernels(Isa isa, at::ScalarType dt) {
   at::Tensor att = at::empty({len, nh, hd}, q.options());
   d::attend_cpu(q, k, v, p0, 1.0 / std::sqrt(static_cast<double>(hd)), att, isa);
   out.push_back(att);
+  at::Tensor logits = at::randn({3, 1000}) * 5;  // blocks of 256, a tail of 8
+  std::vector<std::int32_t> targets = {3, 999, 512};
+  at::Tensor lp = at::empty({3}), greedy = at::empty({3}, at::kBool);
+  d::token_logprobs_cpu(logits, targets.data(), lp.data_ptr<float>(), greedy.data_ptr<bool>(), isa);
+  out.push_back(lp);
+  out.push_back(greedy);
   return out;
 }
 

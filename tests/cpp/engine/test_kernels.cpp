@@ -2,6 +2,9 @@
 // float32 to rounding, bfloat16 to a few ulps, on shapes with grouped-query heads, a chunk past the cache start
 // and a causal mask.
 #include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
 
 #include <ATen/ATen.h>
 #include <catch2/catch.hpp>
@@ -99,4 +102,50 @@ TEST_CASE("CPU kernels name an unsupported dtype", "[engine][kernels]") {
   at::Tensor x = at::randn({2, 8}, at::kDouble);
   CHECK_FALSE(crossicl::detail::cpu_kernels(x));
   CHECK_THROWS_WITH(crossicl::detail::silu_mul_cpu(x), Catch::Contains("silu_mul") && Catch::Contains("Double"));
+}
+
+TEST_CASE("token log-probabilities and greedy flags agree with log_softmax and argmax", "[engine][kernels]") {
+  namespace d = crossicl::detail;
+  at::manual_seed(5);
+  const std::int64_t vocab = GENERATE(7, 16, 1000, 4099);  // a tail only, one vector, blocks of 256 and a tail
+  INFO("vocab " << vocab);
+  const std::int64_t n = 6;
+  // rows of a wider tensor (stride > vocab), as a job's rows are of a forward pass's logits
+  at::Tensor wide = at::randn({n, vocab + 3}) * 6;
+  at::Tensor logits = wide.narrow(1, 0, vocab);
+  logits.select(0, 2).fill_(-3.0f);  // a row of equal values: the argmax is id 0
+  logits[3][vocab - 1] = 40.0f;      // ties at the maximum: the lowest id wins
+  logits[3][vocab / 2] = 40.0f;
+  at::Tensor argmax = logits.argmax(1);  // [n]
+  std::vector<std::int32_t> targets(n);
+  for (std::int64_t r = 0; r < n; ++r)  // even rows their argmax, odd rows another id
+    targets[r] = static_cast<std::int32_t>(r % 2 == 0 ? argmax[r].item<std::int64_t>() : (r * 5 + 1) % vocab);
+  targets[3] = static_cast<std::int32_t>(vocab / 2);
+  std::vector<float> lp(n);
+  std::unique_ptr<bool[]> greedy(new bool[n]);
+  d::token_logprobs_cpu(logits, targets.data(), lp.data(), greedy.get());
+  at::Tensor ref = at::log_softmax(logits, 1);  // [n, vocab]
+  // a log-prob is a logit minus a logsumexp: its error scales with the logits (tests/cpp/tolerance.h)
+  const double scale = logits.abs().max().item<double>();
+  const double tol = crossicl::test::tol::f32_rel(vocab + 8);
+  for (std::int64_t r = 0; r < n; ++r) {
+    INFO("row " << r);
+    CHECK(std::fabs(lp[r] - ref[r][targets[r]].item<double>()) <= tol * (std::fabs(lp[r]) + scale));
+    CHECK(greedy[r] == (argmax[r].item<std::int64_t>() == targets[r]));
+  }
+  CHECK(greedy[3]);  // the lower of the two tied ids
+  CHECK(std::fabs(lp[2] + std::log(static_cast<double>(vocab))) <= tol * scale);  // uniform row: -log(vocab)
+
+  SECTION("a NaN in a row: NaN log-probability, not greedy") {
+    logits[1][vocab / 3] = NAN;
+    d::token_logprobs_cpu(logits, targets.data(), lp.data(), greedy.get());
+    CHECK(std::isnan(lp[1]));
+    CHECK_FALSE(greedy[1]);
+    CHECK(greedy[0]);
+  }
+  SECTION("a target outside the vocabulary is named") {
+    targets[4] = static_cast<std::int32_t>(vocab);
+    CHECK_THROWS_WITH(d::token_logprobs_cpu(logits, targets.data(), lp.data(), greedy.get()),
+                      Catch::Contains("target " + std::to_string(vocab) + " of row 4"));
+  }
 }
