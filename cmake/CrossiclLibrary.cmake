@@ -25,7 +25,7 @@ function(crossicl_add_library area)
     if(src MATCHES "/(kernels|select_kernel|quant|gemv)\\.cpp$")
       set_source_files_properties(${src} TARGET_DIRECTORY ${target} PROPERTIES COMPILE_OPTIONS -ffp-contract=off)
     endif()
-    if(src MATCHES "/(gemv|quant)\\.cpp$" AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+    if(src MATCHES "/(gemv|quant|kernels)\\.cpp$" AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
       # GCC vector types in internal inline functions: the note on their ABI across paths does not apply
       set_source_files_properties(${src} TARGET_DIRECTORY ${target} PROPERTIES COMPILE_OPTIONS
                                   "-ffp-contract=off;-Wno-psabi")

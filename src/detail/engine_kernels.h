@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 
@@ -39,14 +40,29 @@ void rope_qk_cpu(at::Tensor& qkv,        // [n, n_heads + 2 * n_kv_heads, head_d
 
 /// Causal attention of one sequence's `len` new queries (positions p0 .. p0 + len - 1) over its cached keys
 /// 0 .. p0 + len - 1, grouped-query (query head h reads kv head h / (n_heads / n_kv_heads)). Scores, softmax and
-/// the weighted sum in float32; the output rounded once to the dtype.
+/// the weighted sum in float32 (e^x vectorised, within 1.2 ulps); the output rounded once to the dtype.
 void attend_cpu(const at::Tensor& q,  // [len, n_heads, head_dim] (row stride may exceed n_heads * head_dim)
                 const at::Tensor& k,  // [n_kv_heads, capacity, head_dim] contiguous cache
                 const at::Tensor& v,  // [n_kv_heads, capacity, head_dim] contiguous cache
                 std::int64_t p0, double scale,
                 at::Tensor& out,      // [len, n_heads, head_dim] contiguous rows, written
                 Isa isa = active_isa());
-
+/// One sequence's share of a batched attend_cpu: its `len` new queries are rows [start, start + len) of q and out,
+/// at positions p0 .. p0 + len - 1, over its own cache.
+struct AttendSpan {
+  std::int64_t start = 0;         // first row in q and out
+  std::int64_t len = 0;           // its queries
+  std::int64_t p0 = 0;            // position of its first query (keys before it are cached)
+  const at::Tensor* k = nullptr;  // [n_kv_heads, capacity, head_dim] contiguous cache
+  const at::Tensor* v = nullptr;  // [n_kv_heads, capacity, head_dim] contiguous cache
+};
+/// attend_cpu of several sequences of a packed pass in one parallel loop (same bits per query as one at a time):
+/// many short chunks, e.g. scoring candidates or a decode step of a batch, share one thread wake-up.
+void attend_cpu(const at::Tensor& q,                  // [n, n_heads, head_dim] (row stride may exceed n_heads * head_dim)
+                const std::vector<AttendSpan>& spans,  // disjoint rows of q
+                double scale,
+                at::Tensor& out,                       // [n, n_heads, head_dim] contiguous rows, the spans' rows written
+                Isa isa = active_isa());
 /// For each row i of logits: the log-probability of targets[i] under softmax(logits[i]), and whether targets[i] is
 /// the row's argmax (the lowest id among equal maxima, as torch.argmax). One pass over the row for the maximum,
 /// one for the sum of exponentials (vectorised e^x within 1.2 ulps, sums in double per block of 256 values); a row

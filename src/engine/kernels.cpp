@@ -45,8 +45,17 @@ void rope_qk_cpu(at::Tensor& qkv, std::int64_t heads, const at::Tensor& cos, con
 
 void attend_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, std::int64_t p0, double scale,
                 at::Tensor& out, Isa isa) {
+  AttendSpan span;
+  span.len = q.size(0);
+  span.p0 = p0;
+  span.k = &k;
+  span.v = &v;
+  attend_cpu(q, std::vector<AttendSpan>{span}, scale, out, isa);
+}
+
+void attend_cpu(const at::Tensor& q, const std::vector<AttendSpan>& spans, double scale, at::Tensor& out, Isa isa) {
   CROSSICL_PROFILE("attend");
-  CROSSICL_ISA_CALL(isa, "attention", attend_cpu, q, k, v, p0, scale, out);
+  CROSSICL_ISA_CALL(isa, "attention", attend_cpu, q, spans, scale, out);
 }
 
 void token_logprobs_cpu(const at::Tensor& logits, const std::int32_t* targets, float* logprob, bool* greedy, Isa isa) {

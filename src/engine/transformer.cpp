@@ -139,8 +139,13 @@ at::Tensor attend_sdpa(const at::Tensor& Q,  // [1, n_heads, len, head_dim]
                                           /*enable_gqa=*/Q.size(1) != K.size(1))[0];
 }
 
-// Attention of one sequence's new queries over its cached keys 0 .. p0 + len - 1, by the path that suits the
-// chunk: the CPU loop or plain matmuls for short chunks (decode steps), SDPA for long ones.
+// Whether a chunk of `len` queries at positions p0 .. goes to the CPU attention loop (decode steps, scoring
+// candidates, short prompts): torch's CPU flash kernel costs milliseconds per call for one query, and the matmul
+// formulation is ~8 small ops per layer.
+bool small_chunk(std::int64_t len, std::int64_t p0) { return len <= kSmallQuery || len * (p0 + len) <= kSmallScores; }
+
+// Attention of one sequence's new queries over its cached keys 0 .. p0 + len - 1 off the CPU loops (CUDA, other
+// dtypes) or for chunks too long for them: plain matmuls for short chunks, SDPA for long ones.
 void attend(const Pass& p,
             const at::Tensor& q,        // [len, n_heads, head_dim]
             const at::Tensor& k_cache,  // [n_kv_heads, capacity, head_dim]
@@ -148,12 +153,6 @@ void attend(const Pass& p,
             std::int64_t p0,
             at::Tensor& out) {          // [len, n_heads, head_dim], written
   const std::int64_t len = q.size(0);
-  if (p.cpu_loops && (len <= kSmallQuery || len * (p0 + len) <= kSmallScores)) {
-    // Decode steps: one loop over (query, head). torch's CPU flash kernel costs milliseconds per call for one
-    // query, and the matmul formulation is ~8 small ops per layer.
-    detail::attend_cpu(q, k_cache, v_cache, p0, p.scale, out);
-    return;
-  }
   const std::int64_t T = p0 + len;                      // keys visible to the last query
   at::Tensor K = k_cache.narrow(1, 0, T).unsqueeze(0);  // [1, n_kv_heads, T, head_dim]
   at::Tensor V = v_cache.narrow(1, 0, T).unsqueeze(0);  // [1, n_kv_heads, T, head_dim]
@@ -204,15 +203,23 @@ void attention(const Pass& p, const LayerWeights& L, const QuantLayer* Q, std::i
 
   at::Tensor attn = at::empty({n, nh, hd}, q.options());  // [n, n_heads, head_dim]
   const bool one = p.plan.seqs.size() == 1;  // the whole pass is one sequence's: no per-sequence views
+  std::vector<detail::AttendSpan> loop;      // the sequences the CPU loop attends, all in one call
   for (std::size_t s = 0; s < p.plan.seqs.size(); ++s) {
     const SeqSpan& span = p.plan.seqs[s];
     const at::Tensor& k_cache = (*p.kv[s].k)[layer];  // [n_kv_heads, capacity, head_dim]
     const at::Tensor& v_cache = (*p.kv[s].v)[layer];  // [n_kv_heads, capacity, head_dim]
     store_kv(k, k_cache, span.start, span.len, span.p0);
     store_kv(v, v_cache, span.start, span.len, span.p0);
+    if (p.cpu_loops && small_chunk(span.len, span.p0)) {
+      detail::AttendSpan a;
+      a.start = span.start, a.len = span.len, a.p0 = span.p0, a.k = &k_cache, a.v = &v_cache;
+      loop.push_back(a);
+      continue;
+    }
     at::Tensor rows = one ? attn : attn.narrow(0, span.start, span.len);  // [len, n_heads, head_dim]
     attend(p, one ? q : q.narrow(0, span.start, span.len), k_cache, v_cache, span.p0, rows);
   }
+  if (!loop.empty()) detail::attend_cpu(q, loop, p.scale, attn);
   project_add(p, layer, kSlotO, attn.view({n, nh * hd}), L.wo, quantized(Q, &QuantLayer::wo), x);
 }
 

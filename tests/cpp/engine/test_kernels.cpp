@@ -1,6 +1,7 @@
 // The hand-written CPU kernels against the ATen formulation they replace (the path CUDA still takes):
 // float32 to rounding, bfloat16 to a few ulps, on shapes with grouped-query heads, a chunk past the cache start
 // and a causal mask.
+#include <array>
 #include <cmath>
 #include <memory>
 #include <string>
@@ -147,5 +148,42 @@ TEST_CASE("token log-probabilities and greedy flags agree with log_softmax and a
     targets[4] = static_cast<std::int32_t>(vocab);
     CHECK_THROWS_WITH(d::token_logprobs_cpu(logits, targets.data(), lp.data(), greedy.get()),
                       Catch::Contains("target " + std::to_string(vocab) + " of row 4"));
+  }
+}
+
+TEST_CASE("batched attention gives each sequence the bits of its own call", "[engine][kernels]") {
+  namespace d = crossicl::detail;
+  at::manual_seed(9);
+  const at::ScalarType dt = GENERATE(at::kFloat, at::kBFloat16);
+  INFO("dtype " << c10::toString(dt));
+  const std::int64_t nh = 6, kvh = 2, hd = 16;
+  // (len, p0, capacity): a decode step, a chunk past a cache, one with more than 16 keys (vector exp), a long one
+  // (enough work to split over threads), and an empty one
+  const std::vector<std::array<std::int64_t, 3>> seqs = {{1, 9, 12}, {4, 30, 40}, {7, 0, 7}, {40, 300, 400}, {0, 3, 4}};
+  std::int64_t n = 0;
+  for (const auto& s : seqs) n += s[0];
+  at::Tensor q = at::randn({n, nh + 2 * kvh, hd}).to(dt).narrow(1, 0, nh);  // rows wider than nh * hd
+  std::vector<at::Tensor> ks, vs;
+  for (const auto& s : seqs) {
+    ks.push_back(at::randn({kvh, s[2], hd}).to(dt));
+    vs.push_back(at::randn({kvh, s[2], hd}).to(dt));
+  }
+  std::vector<d::AttendSpan> spans;
+  std::int64_t row = 0;
+  for (std::size_t i = 0; i < seqs.size(); ++i) {
+    d::AttendSpan a;
+    a.start = row, a.len = seqs[i][0], a.p0 = seqs[i][1], a.k = &ks[i], a.v = &vs[i];
+    spans.push_back(a);
+    row += seqs[i][0];
+  }
+  const double scale = 0.25;
+  at::Tensor out = at::zeros({n, nh, hd}, q.options());
+  d::attend_cpu(q, spans, scale, out);
+  for (std::size_t i = 0; i < seqs.size(); ++i) {
+    INFO("sequence " << i);
+    if (spans[i].len == 0) continue;
+    at::Tensor one = at::empty({spans[i].len, nh, hd}, q.options());
+    d::attend_cpu(q.narrow(0, spans[i].start, spans[i].len), ks[i], vs[i], spans[i].p0, scale, one);
+    CHECK(at::equal(out.narrow(0, spans[i].start, spans[i].len), one));
   }
 }
