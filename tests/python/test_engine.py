@@ -107,6 +107,30 @@ def test_score_reuses_prompt_and_matches_logits(engine):
     assert res[0].sum > res[2].sum  # the model's own continuation is far likelier
 
 
+def test_score_candidates_that_split_the_prompt_at_different_tokens(engine):
+    # A continuation that merges with the prompt's last token(s) is scored from where its joint tokenization leaves
+    # the prompt: here "me" re-tokenizes "ti" (split 4 of 6 prompt tokens), "ger" only the last token (5), " x"
+    # nothing (6); each candidate's log-probs are those of the joint text's own logits from its split on.
+    items = {"Once upon a ti": ["me", " x", "ger"], "Lily went to the pa": ["rk", " and", "n"]}
+    results = engine.score_batch(list(items), list(items.values()))
+    splits = []
+    for (prompt, conts), res in zip(items.items(), results):
+        p = engine.encode(prompt)
+        for cont, r in zip(conts, res):
+            joint = engine.encode(prompt + cont)
+            split = next(i for i, (a, b) in enumerate(zip(joint, p + [-1])) if a != b)
+            splits.append(len(p) - split)
+            assert r.token_ids == joint[split:]
+            logits = engine.logits(joint).astype(np.float64)
+            lp = logits - logits.max(-1, keepdims=True)
+            lp -= np.log(np.exp(lp).sum(-1, keepdims=True))
+            rel = model_rel(engine.config, tokens=len(joint), output="logprobs")
+            scale = float(np.abs(logits[split - 1:]).max())
+            assert_close(r.logprobs, [lp[split - 1 + i, t] for i, t in enumerate(r.token_ids)], rel, scale=scale)
+            assert r.greedy == all(int(np.argmax(logits[split - 1 + i])) == t for i, t in enumerate(r.token_ids))
+    assert sorted(set(splits)) == [0, 1, 2]  # the three cases: at the prompt's end, one and two tokens before
+
+
 def test_hidden_states_pooling(engine):
     prompts = ["Once upon a time", "Lily and Tom went to the park"]
     none = engine.hidden_states(prompts, layers=[0, 2, -1], pooling="none")
