@@ -83,15 +83,14 @@ ScoreResult score_rows(const std::vector<at::Tensor>& pieces, const std::vector<
   r.token_ids = ids;
   r.logprobs.assign(n, 0.0f);
   std::unique_ptr<bool[]> greedy(new bool[n]);
+  std::size_t rows = 0;
+  for (const at::Tensor& piece : pieces) rows += static_cast<std::size_t>(piece.size(0));
+  if (rows != n) throw std::logic_error(fmt::format("score_rows: {} logits rows for {} scored tokens", rows, n));
   std::size_t row = 0;
   for (const at::Tensor& piece : pieces) {
-    const std::size_t m = std::min<std::size_t>(static_cast<std::size_t>(piece.size(0)), n - row);
-    detail::token_logprobs_cpu(piece.narrow(0, 0, static_cast<std::int64_t>(m)), ids.data() + row,
-                               r.logprobs.data() + row, greedy.get() + row);
-    row += m;
+    detail::token_logprobs_cpu(piece, ids.data() + row, r.logprobs.data() + row, greedy.get() + row);
+    row += static_cast<std::size_t>(piece.size(0));
   }
-  if (row != n)
-    throw std::logic_error(fmt::format("score_rows: {} logits rows for {} scored tokens", row, n));
   r.greedy = std::all_of(greedy.get(), greedy.get() + n, [](bool g) { return g; });
   for (float v : r.logprobs) r.sum += v;
   r.mean = r.sum / static_cast<double>(n);

@@ -127,7 +127,12 @@ def test_score_candidates_that_split_the_prompt_at_different_tokens(engine):
             rel = model_rel(engine.config, tokens=len(joint), output="logprobs")
             scale = float(np.abs(logits[split - 1:]).max())
             assert_close(r.logprobs, [lp[split - 1 + i, t] for i, t in enumerate(r.token_ids)], rel, scale=scale)
-            assert r.greedy == all(int(np.argmax(logits[split - 1 + i])) == t for i, t in enumerate(r.token_ids))
+            # is_greedy from the score's own rows against this forward's argmax, where no row is a near-tie that
+            # the two batch shapes' rounding could flip
+            rows = logits[split - 1:split - 1 + len(r.token_ids)]
+            top2 = np.sort(rows, axis=1)[:, -2:]
+            if (top2[:, 1] - top2[:, 0] > 2 * rel * scale).all():
+                assert r.greedy == all(int(np.argmax(row)) == t for row, t in zip(rows, r.token_ids))
     assert sorted(set(splits)) == [0, 1, 2]  # the three cases: at the prompt's end, one and two tokens before
 
 
