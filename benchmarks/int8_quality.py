@@ -16,9 +16,9 @@ Reported, int8 against float32 on the same prompts and token ids:
   KL(float32 || int8) per position, and the same at the last prompt position only;
 - weight bytes of both engines.
 
---accuracy reads a run folder of benchmarks/int8_accuracy.toml (one float32 and one int8 model over the same
-cells) and prints per-(target, method) accuracy of both under the two published scorers, the difference in
-points, and the share of first lines the two models share.
+--accuracy reads a run folder of benchmarks/int8_accuracy.toml (a float32 model and others, int8 and bfloat16,
+over the same cells) and prints, for each other model, per-(target, method) accuracy of it and float32 under the
+two published scorers, the difference in points, and the share of first lines it shares with float32.
 """
 from __future__ import annotations
 
@@ -79,31 +79,33 @@ def accuracy_table(run_dir: str) -> None:
     from crossicl import records as R
     recs = R.load_records(run_dir).to_dict("records")
     models = sorted({r["model"] for r in recs})
-    if len(models) != 2:
-        raise SystemExit(f"{run_dir}: expected records of two models (float32, int8), found {models}")
-    f32, q8 = sorted(models, key=lambda m: "int8" in m)
+    ref = [m for m in models if "f32" in m or "float32" in m]
+    if len(ref) != 1 or len(models) < 2:
+        raise SystemExit(f"{run_dir}: expected one float32 model and others to compare with it, found {models}")
+    f32 = ref[0]
     acc: dict = collections.defaultdict(list)
     raw = {}
     for r in recs:
         for sc in ("paper_eval", "paper_compare"):
             acc[(r["target"], r["method"], r["model"], sc)].append(r[f"correct_{sc}"])
         raw[(r["model"], r["target"], r["method"], r["id"])] = first_line(r["raw"])
-    print(f"| target | method | {f32} eval | {q8} eval | delta | {f32} compare | {q8} compare | delta |")
-    print("|---|---|---|---|---|---|---|---|")
-    worst = 0.0
-    for t, m in sorted({(k[0], k[1]) for k in acc}):
-        cells = [t, m]
-        for sc in ("paper_eval", "paper_compare"):
-            a = 100 * np.mean(acc[(t, m, f32, sc)])
-            b = 100 * np.mean(acc[(t, m, q8, sc)])
-            worst = max(worst, abs(b - a))
-            cells += [f"{a:.1f}", f"{b:.1f}", f"{b - a:+.1f}"]
-        print("| " + " | ".join(cells) + " |")
-    for m in sorted({k[2] for k in raw}):
-        keys = [k for k in raw if k[0] == f32 and k[2] == m]
-        same = sum(raw[k] == raw.get((q8,) + k[1:]) for k in keys)
-        print(f"{m}: first lines identical {same}/{len(keys)}")
-    print(f"largest |delta| {worst:.1f} points")
+    for other in (m for m in models if m != f32):
+        print(f"| target | method | {f32} eval | {other} eval | delta | {f32} compare | {other} compare | delta |")
+        print("|---|---|---|---|---|---|---|---|")
+        worst = 0.0
+        for t, m in sorted({(k[0], k[1]) for k in acc}):
+            cells = [t, m]
+            for sc in ("paper_eval", "paper_compare"):
+                a = 100 * np.mean(acc[(t, m, f32, sc)])
+                b = 100 * np.mean(acc[(t, m, other, sc)])
+                worst = max(worst, abs(b - a))
+                cells += [f"{a:.1f}", f"{b:.1f}", f"{b - a:+.1f}"]
+            print("| " + " | ".join(cells) + " |")
+        for m in sorted({k[2] for k in raw}):
+            keys = [k for k in raw if k[0] == f32 and k[2] == m]
+            same = sum(raw[k] == raw.get((other,) + k[1:]) for k in keys)
+            print(f"{other}, {m}: first lines identical to {f32} {same}/{len(keys)}")
+        print(f"{other}: largest |delta| {worst:.1f} points\n")
 
 
 def main() -> None:
