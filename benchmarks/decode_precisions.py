@@ -28,12 +28,11 @@ import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PROMPT = [1, 450, 4996, 17354, 1701, 29916, 432, 17204]  # token ids, as in profile_decode.py
-PRECISIONS = {  # name -> (crossicl Engine options, llama.cpp GGUF file, its label)
-    "float32": (dict(dtype="float32"), "smollm2-135m-f32.gguf", "F32"),
-    "bfloat16": (dict(dtype="bfloat16"), "smollm2-135m-bf16.gguf", "BF16"),
-    "int8": (dict(dtype="float32", quantize="int8"), "smollm2-135m-q8_0.gguf", "Q8_0"),
+PRECISIONS = {  # name -> (crossicl Engine options, llama.cpp GGUF (paper_workload.smollm2_gguf suffix), its label)
+    "float32": (dict(dtype="float32"), "f32", "F32"),
+    "bfloat16": (dict(dtype="bfloat16"), "bf16", "BF16"),
+    "int8": (dict(dtype="float32", quantize="int8"), "q8_0", "Q8_0"),
 }
-GGUF_TYPES = {"float32": "float32", "bfloat16": "bfloat16", "int8": "q8_0"}
 
 
 def decode_rate(generate_n, tokens: int) -> float:
@@ -124,8 +123,7 @@ def main() -> int:
         return 0
 
     sys.path.insert(0, str(REPO / "benchmarks"))
-    import crossicl
-    from paper_workload import smollm2_hf_dir, write_gguf
+    from paper_workload import smollm2_gguf, smollm2_hf_dir
 
     precisions = args.precisions.split(",")
     for p in precisions:
@@ -134,17 +132,13 @@ def main() -> int:
     work = pathlib.Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     hf_dir = smollm2_hf_dir(work)
-    for p in precisions:
-        g = work / PRECISIONS[p][1]
-        if not g.exists():
-            print(f"[prep] writing {g}", flush=True)
-            write_gguf(hf_dir, g, str(crossicl.models.smollm2_path()), GGUF_TYPES[p])
+    gguf = {p: smollm2_gguf(work, PRECISIONS[p][1]) for p in precisions}
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {cpu_line()}; {args.threads} threads, "
           f"decode of {args.tokens} tokens, batch 1, best of {args.rounds} interleaved rounds", flush=True)
     best: dict[tuple[str, str], dict] = {}
     for r in range(args.rounds):
         for p in precisions:
-            for engine, path in (("crossicl", str(hf_dir)), ("llamacpp", str(work / PRECISIONS[p][1]))):
+            for engine, path in (("crossicl", str(hf_dir)), ("llamacpp", str(gguf[p]))):
                 res = run_worker(args, engine, p, path)
                 print(f"round {r + 1}: {engine} {p}: {res['tokens_per_s']:.1f} tokens/s", flush=True)
                 if (engine, p) not in best or res["tokens_per_s"] > best[(engine, p)]["tokens_per_s"]:

@@ -79,9 +79,12 @@ def accuracy_table(run_dir: str) -> None:
     from crossicl import records as R
     recs = R.load_records(run_dir).to_dict("records")
     models = sorted({r["model"] for r in recs})
-    ref = [m for m in models if "f32" in m or "float32" in m]
+    cfg = json.loads((pathlib.Path(run_dir) / "config.json").read_text(encoding="utf-8"))
+    ref = [m["name"] for m in cfg["models"]
+           if m.get("dtype", "float32") == "float32" and m.get("quantize", "none") == "none" and m["name"] in models]
     if len(ref) != 1 or len(models) < 2:
-        raise SystemExit(f"{run_dir}: expected one float32 model and others to compare with it, found {models}")
+        raise SystemExit(f"{run_dir}: expected records of one float32 model (no quantize) and others to compare "
+                         f"with it, found {models}")
     f32 = ref[0]
     acc: dict = collections.defaultdict(list)
     raw = {}

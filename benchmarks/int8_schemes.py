@@ -40,7 +40,6 @@ from int8_quality import first_line, paper_prompts  # noqa: E402
 REPO = pathlib.Path(__file__).resolve().parent.parent
 MODELS = REPO / "build" / "bench" / "models"
 GEN_TOKENS = 10
-GGUF_TYPES = {"f32": "float32", "q8_0": "q8_0", "bf16": "bfloat16"}  # file suffix -> paper_workload.write_gguf type
 
 
 def fake_quant(x: torch.Tensor, mode) -> torch.Tensor:
@@ -98,6 +97,7 @@ class Simulator:
         self.hessian = {n: torch.zeros(m.in_features, m.in_features, dtype=torch.float64)
                         for n, m in self.linears.items()}
         self.amax: dict = {}
+        self.weights_scheme = "f"  # what the Linear weights hold now
         for name, mod in self.linears.items():
             mod.register_forward_pre_hook(self._hook(name))
 
@@ -131,13 +131,17 @@ class Simulator:
         return torch.where((a > 0) & (w > 0), s, torch.ones_like(s))
 
     def set_scheme(self, weights: str, acts: str) -> None:
+        self.act_mode = None if acts == "f" else acts if acts in ("b", "r") else int(acts)
+        if weights == self.weights_scheme:  # rounded already (GPTQ takes a minute)
+            return
+        self.weights_scheme = weights
         smooth = weights in ("s", "sgptq")
         self.smooth = {}
         for name, mod in self.linears.items():
             w = self.float_weights[name]
             if weights == "f":
                 mod.weight.data = w.clone()
-            elif weights in ("b", "0") or weights.isdigit():
+            elif weights == "b" or weights.isdigit():
                 mod.weight.data = fake_quant(w, "b" if weights == "b" else int(weights))
             elif name == "lm_head":  # tied to the embeddings: plain per-row rounding, as the engine does
                 mod.weight.data = fake_quant(w, 0)
@@ -148,7 +152,6 @@ class Simulator:
                 h = self.hessian[name] / s.double().unsqueeze(0) / s.double().unsqueeze(1)
                 ws = w * s
                 mod.weight.data = (gptq(ws, h) if weights.endswith("gptq") else fake_quant(ws, 0)) / s
-        self.act_mode = None if acts == "f" else ("b" if acts == "b" else ("r" if acts == "r" else int(acts)))
 
     def generate(self, prompts: list[str]) -> list[str]:
         out = []
@@ -165,22 +168,10 @@ def agreement(ref: list[str], other: list[str]) -> int:
     return sum(first_line(a) == first_line(b) for a, b in zip(ref, other))
 
 
-def prepare(ggufs: tuple[str, ...] = ()) -> pathlib.Path:
-    """The HF float32 directory of SmolLM2-135M-Instruct and the named GGUFs of it under build/bench/models, made
-    once by paper_workload's writers (as decode_precisions.py does); returns the directory."""
-    import crossicl
-    from paper_workload import smollm2_hf_dir, write_gguf
-
-    hf_dir = smollm2_hf_dir(MODELS)
-    for name in ggufs:
-        g = MODELS / f"smollm2-135m-{name}.gguf"
-        if not g.exists():
-            write_gguf(hf_dir, g, str(crossicl.models.smollm2_path()), GGUF_TYPES[name])
-    return hf_dir
-
-
 def run_schemes(args) -> None:
-    sim = Simulator(prepare(), args.threads)
+    from paper_workload import smollm2_hf_dir
+
+    sim = Simulator(smollm2_hf_dir(MODELS), args.threads)
     ncal = 0 if args.calibration == "crossicl" else int(args.calibration)
     prompts = paper_prompts(args.n + ncal, sim)
     prompts, calib = prompts[:args.n], prompts[args.n:]
@@ -216,10 +207,10 @@ def llamacpp_texts(name: str, n: int, threads: int) -> list[str]:
         def encode(self, text):
             return llm.tokenize(text.encode(), add_bos=False, special=False)
 
-    texts = []
-    for p in paper_prompts(n, Enc()):
+    enc, texts = Enc(), []
+    for p in paper_prompts(n, enc):
         gen = []
-        for tok in llm.generate(Enc().encode(p), top_k=1, temp=0.0, reset=True):
+        for tok in llm.generate(enc.encode(p), top_k=1, temp=0.0, reset=True):
             if tok == llm.token_eos() or len(gen) >= GEN_TOKENS:
                 break
             gen.append(tok)
@@ -230,7 +221,10 @@ def llamacpp_texts(name: str, n: int, threads: int) -> list[str]:
 def run_llamacpp(args) -> None:
     """llama.cpp's Q8_0 and BF16 GGUFs of the same weights against its F32 GGUF, greedy, same prompts; each GGUF
     in a process of its own, as the other benchmarks run llama.cpp."""
-    prepare(("f32", "q8_0", "bf16"))
+    from paper_workload import smollm2_gguf
+
+    for name in ("f32", "q8_0", "bf16"):
+        smollm2_gguf(MODELS, name)  # made once here, not by the children at once
     outs = {}
     for name in ("f32", "q8_0", "bf16"):
         res = subprocess.run([sys.executable, __file__, "--llamacpp-one", name, "--n", str(args.n),
@@ -246,7 +240,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--schemes", default="b:b,0:0,s:0,0:f,gptq:f,32:f,32:32,0:r,gptq:r,32:r")
+    ap.add_argument("--schemes", default="b:b,0:0,0:f,0:r,s:0,gptq:f,gptq:r,32:f,32:32,32:r",
+                    help="W:A pairs; those sharing W run in a row round the weights once")
     ap.add_argument("--calibration", default="32", help="paper prompts after the first --n, or 'crossicl'")
     ap.add_argument("--llamacpp", action="store_true", help="llama.cpp Q8_0 / BF16 against F32 instead")
     ap.add_argument("--llamacpp-one", help=argparse.SUPPRESS)  # one GGUF's texts as JSON (a child process)

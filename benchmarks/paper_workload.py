@@ -177,6 +177,21 @@ def smollm2_hf_dir(work: pathlib.Path) -> pathlib.Path:
     return smol
 
 
+SMOLLM2_GGUF_TYPES = {"f32": "float32", "bf16": "bfloat16", "q8_0": "q8_0"}  # file suffix -> write_gguf type
+
+
+def smollm2_gguf(work: pathlib.Path, suffix: str) -> pathlib.Path:
+    """work/smollm2-135m-SUFFIX.gguf (SUFFIX a key of SMOLLM2_GGUF_TYPES): the HF float32 directory of
+    smollm2_hf_dir written as that GGUF type (made once, then reused)."""
+    import crossicl
+
+    g = work / f"smollm2-135m-{suffix}.gguf"
+    if not g.exists():
+        print(f"[prep] writing {g}", flush=True)
+        write_gguf(smollm2_hf_dir(work), g, str(crossicl.models.smollm2_path()), SMOLLM2_GGUF_TYPES[suffix])
+    return g
+
+
 def prepare_models(work: pathlib.Path, names: list[str]) -> dict:
     """Makes (once, cached under work/) the HF directory and GGUF of each model; returns their paths."""
     import crossicl
@@ -188,14 +203,8 @@ def prepare_models(work: pathlib.Path, names: list[str]) -> dict:
     smol = smollm2_hf_dir(work)
     out = {}
     if "smollm2" in names:
-        g = work / "smollm2-135m-f32.gguf"
-        if not g.exists():
-            print(f"[prep] writing {g}", flush=True)
-            write_gguf(smol, g, q4, "float32")
-        g8 = work / "smollm2-135m-q8_0.gguf"
-        if not g8.exists():
-            print(f"[prep] writing {g8}", flush=True)
-            write_gguf(smol, g8, q4, "q8_0")
+        g = smollm2_gguf(work, "f32")
+        g8 = smollm2_gguf(work, "q8_0")
         out["smollm2"] = dict(label="SmolLM2-135M-Instruct (Q4_1 dequantised, float32)", hf_dir=str(smol),
                               dtype="float32", gguf=str(g), gguf_q4=q4, gguf_q8=str(g8), random=False)
     if "tinyllama" in names:
