@@ -32,6 +32,14 @@ at::Tensor dequantize_rows(const QuantWeight& w);  // -> [n, k] float32
 /// contiguous [in, out] rows.
 QuantWeight quantize_linear(const at::Tensor& w);  // [out, in] float32
 
+/// The exact int32 product xq w^T of int8 codes in [-128, 127], computed with float32 GEMMs (at::mm): the codes as
+/// floats, the inner dimension in slices of at most 1,024, so that every partial sum of a slice is an integer of
+/// magnitude at most 2^24 and exact in float32 whatever the GEMM's order; the slices are added in int32. For CPUs
+/// where at::_int_mm is slow (no VNNI or AMX): it runs at float32's GEMM speed.
+void int8_mm_via_float(const at::Tensor& xq,   // [n, k] int8
+                       const at::Tensor& w,    // [out, k] int8, any strides
+                       const at::Tensor& out);  // [n, out] int32 contiguous, written
+
 /// x W^T through int8: x quantised per row (token), the int8 product accumulated in int32, each element rescaled
 /// by scale_x[row] * scale_w[col] in float32.
 at::Tensor linear_int8(const at::Tensor& x,      // [n, in] float32

@@ -9,6 +9,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "crossicl/core/error.h"
 #include "detail/engine_profile.h"
@@ -104,6 +105,28 @@ at::Tensor silu_int8_path(const at::Tensor& x_in, Isa isa) {
   return y;
 }
 
+void int8_mm_via_float(const at::Tensor& xq, const at::Tensor& w, const at::Tensor& out) {
+  CROSSICL_PROFILE("int8_mm_via_float");
+  if (xq.dim() != 2 || w.dim() != 2 || xq.scalar_type() != at::kChar || w.scalar_type() != at::kChar ||
+      xq.size(1) != w.size(1) || out.scalar_type() != at::kInt || !out.is_contiguous() ||
+      out.sizes() != at::IntArrayRef{xq.size(0), w.size(0)})
+    throw InvalidArgument(fmt::format("int8_mm_via_float: xq [{}] and w [{}] int8 into out [{}] int32 do not fit",
+                                      fmt::join(xq.sizes(), ", "), fmt::join(w.sizes(), ", "),
+                                      fmt::join(out.sizes(), ", ")));
+  // 1,024 products of magnitude <= 128^2 sum to at most 2^24: every partial sum is an exact float32 integer.
+  constexpr std::int64_t kExactK = (std::int64_t{1} << 24) / (128 * 128);
+  const std::int64_t k = xq.size(1);
+  const at::Tensor xf = xq.to(at::kFloat), wf = w.to(at::kFloat);  // [n, k], [out, k]: the codes, exact
+  for (std::int64_t k0 = 0; k0 < k; k0 += kExactK) {
+    const std::int64_t kk = std::min(kExactK, k - k0);
+    const at::Tensor part = at::mm(xf.narrow(1, k0, kk), wf.narrow(1, k0, kk).t());  // [n, out] exact integers
+    if (k0 == 0)
+      out.copy_(part);
+    else
+      out.add_(part.to(at::kInt));
+  }
+}
+
 at::Tensor linear_int8(const at::Tensor& x, const QuantWeight& w, Isa isa) {
   check_float_matrix(x, "linear_int8");
   return linear_int8(quantize_rows(x, isa), w, isa);
@@ -116,12 +139,34 @@ void check_linear_int8(const QuantWeight& xq, const QuantWeight& w) {
     throw InvalidArgument(fmt::format("linear_int8: input has {} features, the weight {}", xq.q.size(-1), w.q.size(1)));
 }
 
+// Whether at::_int_mm has a fast kernel on this CPU: oneDNN's int8 GEMM wants VNNI (AVX-512 or AVX) or AMX.
+// Without them it ran SmolLM2's layer shapes at 2-4 GOP/s on an AMD EPYC (Zen 3, AVX2), 10-40x below float32's
+// torch.mm there; int8_mm_via_float (from kFloatGemmRows rows) or our matrix-vector kernel, kGemvMaxRows rows at
+// a time, takes its place. All are exact, so the choice changes the speed, never the result.
+// Rows from which int8_mm_via_float beats the matrix-vector kernel where at::_int_mm is slow: converting the
+// weight to float32 costs about as much as 16-32 rows of the kernel.
+constexpr std::int64_t kFloatGemmRows = 32;
+
+bool int_mm_is_fast() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  static const bool fast = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vnni") || __builtin_cpu_supports("avxvnni") ||
+           __builtin_cpu_supports("amx-int8");
+  }();
+  return fast;
+#else
+  return true;
+#endif
+}
+
 // Called by each decode thread with the product and the columns [c0, c1) it has just summed.
 using ProductDone = std::function<void(const std::int32_t* acc, std::int64_t c0, std::int64_t c1)>;
 
 // The exact int32 product xq W^T [n, out]: decode steps (n <= kGemvMaxRows) through gemv_int8_into into a buffer of
-// the calling thread, each thread then calling done on the columns it summed; larger passes through at::_int_mm,
-// held in `gemm` (done is not called: the caller makes its own pass).
+// the calling thread, each thread then calling done on the columns it summed; larger passes through at::_int_mm
+// (or, where it is slow, gemv_int8_into on kGemvMaxRows rows at a time), held in `gemm` (done is not called: the
+// caller makes its own pass).
 const std::int32_t* int8_product(const QuantWeight& xq, const QuantWeight& w, const ProductDone& done,
                                  at::Tensor& gemm, Isa isa) {
   const std::int64_t n = xq.q.size(0), m = w.q.size(0);
@@ -145,7 +190,15 @@ const std::int32_t* int8_product(const QuantWeight& xq, const QuantWeight& w, co
   if (!scratch.defined() || scratch.numel() < n * m)
     scratch = at::empty({n * m}, xq.q.options().dtype(at::kInt));
   gemm = scratch.narrow(0, 0, n * m).view({n, m});
-  at::_int_mm_out(gemm, xq.q, w.q.t());  // [n, out] int32, exact
+  if (int_mm_is_fast()) {
+    at::_int_mm_out(gemm, xq.q, w.q.t());  // [n, out] int32, exact
+  } else if (n >= kFloatGemmRows) {
+    int8_mm_via_float(xq.q, w.q, gemm);
+  } else {
+    std::int32_t* gp = gemm.data_ptr<std::int32_t>();
+    for (std::int64_t r0 = 0; r0 < n; r0 += kGemvMaxRows)
+      gemv_int8_into(xq.q.narrow(0, r0, std::min(kGemvMaxRows, n - r0)), w.q, gp + r0 * m, nullptr, isa);
+  }
   return gemm.data_ptr<std::int32_t>();
 }
 

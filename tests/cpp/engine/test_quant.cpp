@@ -121,6 +121,27 @@ TEST_CASE("int8 Linear rows are bit-identical whatever the batch around them", "
   CHECK(at::equal(quant::linear_int8(wide, w), all));
 }
 
+TEST_CASE("int8_mm_via_float equals at::_int_mm bit for bit, extreme codes and inner slices included",
+          "[engine][quant]") {
+  // k = 2,100: slices of 1,024, 1,024 and 52; codes of +-127 and -128 everywhere push each slice to its 2^24 bound
+  for (const std::int64_t k : {std::int64_t{2100}, std::int64_t{576}}) {
+    at::Tensor xq = at::randint(-128, 128, {7, k}, gen(11)).to(at::kChar);
+    at::Tensor wq = at::randint(-128, 128, {33, k}, gen(12)).to(at::kChar);
+    xq.narrow(0, 0, 1).fill_(-128);
+    wq.narrow(0, 0, 1).fill_(-128);
+    xq.narrow(0, 1, 1).fill_(127);
+    wq.narrow(0, 1, 1).fill_(-128);
+    const at::Tensor wt = wq.t().contiguous().t();  // the engine's [out, in] view of [in, out] rows
+    at::Tensor out = at::empty({7, 33}, at::kInt);
+    quant::int8_mm_via_float(xq, wt, out);
+    CHECK(at::equal(out, at::_int_mm(xq, wq.t())));
+    CHECK(out[0][0].item<std::int64_t>() == k * 128 * 128);
+  }
+  at::Tensor bad = at::empty({7, 32}, at::kInt);
+  CHECK_THROWS_AS(quant::int8_mm_via_float(at::zeros({7, 8}, at::kChar), at::zeros({33, 8}, at::kChar), bad),
+                  InvalidArgument);
+}
+
 TEST_CASE("linear_int8_add adds the int8 product to the residual as add_ would, bit for bit", "[engine][quant]") {
   // 130 outputs: whole blocks and a tail; 1 and 3 rows go through the decode kernel's epilogue, 9 through _int_mm
   const QuantWeight w = quant::quantize_linear(at::randn({130, 200}, gen(11)));
