@@ -139,14 +139,14 @@ void check_linear_int8(const QuantWeight& xq, const QuantWeight& w) {
     throw InvalidArgument(fmt::format("linear_int8: input has {} features, the weight {}", xq.q.size(-1), w.q.size(1)));
 }
 
-// Whether at::_int_mm has a fast kernel on this CPU: oneDNN's int8 GEMM wants VNNI (AVX-512 or AVX) or AMX.
-// Without them it ran SmolLM2's layer shapes at 2-4 GOP/s on an AMD EPYC (Zen 3, AVX2), 10-40x below float32's
-// torch.mm there; int8_mm_via_float (from kFloatGemmRows rows) or our matrix-vector kernel, kGemvMaxRows rows at
-// a time, takes its place. All are exact, so the choice changes the speed, never the result.
 // Rows from which int8_mm_via_float beats the matrix-vector kernel where at::_int_mm is slow: converting the
 // weight to float32 costs about as much as 16-32 rows of the kernel.
 constexpr std::int64_t kFloatGemmRows = 32;
 
+// Whether at::_int_mm has a fast kernel on this CPU: oneDNN's int8 GEMM wants VNNI (AVX-512 or AVX) or AMX.
+// Without them it ran SmolLM2's layer shapes at 2-4 GOP/s on an AMD EPYC (Zen 3, AVX2), 10-40x below float32's
+// torch.mm there; int8_mm_via_float (from kFloatGemmRows rows) or our matrix-vector kernel, kGemvMaxRows rows at
+// a time, takes its place. All are exact, so the choice changes the speed, never the result.
 bool int_mm_is_fast() {
 #if defined(__x86_64__) && defined(__GNUC__)
   static const bool fast = [] {
@@ -165,8 +165,8 @@ using ProductDone = std::function<void(const std::int32_t* acc, std::int64_t c0,
 
 // The exact int32 product xq W^T [n, out]: decode steps (n <= kGemvMaxRows) through gemv_int8_into into a buffer of
 // the calling thread, each thread then calling done on the columns it summed; larger passes through at::_int_mm
-// (or, where it is slow, gemv_int8_into on kGemvMaxRows rows at a time), held in `gemm` (done is not called: the
-// caller makes its own pass).
+// or, where it is slow (int_mm_is_fast), int8_mm_via_float or gemv_int8_into on kGemvMaxRows rows at a time, held
+// in `gemm` (done is not called: the caller makes its own pass).
 const std::int32_t* int8_product(const QuantWeight& xq, const QuantWeight& w, const ProductDone& done,
                                  at::Tensor& gemm, Isa isa) {
   const std::int64_t n = xq.q.size(0), m = w.q.size(0);

@@ -123,7 +123,8 @@ TEST_CASE("int8 Linear rows are bit-identical whatever the batch around them", "
 
 TEST_CASE("int8_mm_via_float equals at::_int_mm bit for bit, extreme codes and inner slices included",
           "[engine][quant]") {
-  // k = 2,100: slices of 1,024, 1,024 and 52; codes of +-127 and -128 everywhere push each slice to its 2^24 bound
+  // k = 2,100: slices of 1,024, 1,024 and 52; rows of -128 codes in x and w put out[0][0]'s full slices at their
+  // 2^24 bound, and a row of 127 against -128 the negative end
   for (const std::int64_t k : {std::int64_t{2100}, std::int64_t{576}}) {
     at::Tensor xq = at::randint(-128, 128, {7, k}, gen(11)).to(at::kChar);
     at::Tensor wq = at::randint(-128, 128, {33, k}, gen(12)).to(at::kChar);
@@ -143,7 +144,7 @@ TEST_CASE("int8_mm_via_float equals at::_int_mm bit for bit, extreme codes and i
 }
 
 TEST_CASE("linear_int8_add adds the int8 product to the residual as add_ would, bit for bit", "[engine][quant]") {
-  // 130 outputs: whole blocks and a tail; 1 and 3 rows go through the decode kernel's epilogue, 9 through _int_mm
+  // 130 outputs: whole blocks and a tail; 1 and 3 rows go through the decode kernel's epilogue, 9 through the GEMM path
   const QuantWeight w = quant::quantize_linear(at::randn({130, 200}, gen(11)));
   for (std::int64_t n : {1, 3, 9}) {
     INFO("rows " << n);
