@@ -1,9 +1,9 @@
 // Matrix-vector products for decode steps (a few rows of activations against a whole weight matrix): float32 and
 // bfloat16 weights as [out, in] rows, int8 weights (Quantize::Int8) as [out, in] or [in, out] rows. ATen's
 // addmv/linear goes through MKL's sgemv, whose speed depends on the CPU vendor; these stream each weight byte
-// once for all the rows, blocked by 4 output rows, with threads splitting the output rows. int8 weights stored as
-// [in, out] rows (the GEMM's layout) go by blocks of a cache line of outputs, summed in registers over the input
-// rows two at a time (pmaddwd on the avx2 and avx512 paths).
+// once for all the rows, a few output rows per block (gemv_body.inc says how many per path), with threads
+// splitting the output rows. int8 weights stored as [in, out] rows (the GEMM's layout) go by blocks of a cache
+// line of outputs, summed in registers over the input rows two at a time (pmaddwd on the avx2 and avx512 paths).
 // Compiled per instruction-set path (detail/isa.h) with -ffp-contract=off and a fixed summation order: the same
 // bits on every path. float sums differ from ATen's by rounding only (tests/cpp/engine/test_gemv.cpp); int8 sums
 // are exact, so the int8 result is bit-identical to at::_int_mm's.

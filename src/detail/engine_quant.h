@@ -28,9 +28,20 @@ QuantWeight quantize_rows(const at::Tensor& x,  // [n, k] float32
 /// q * scale per row, float32.
 at::Tensor dequantize_rows(const QuantWeight& w);  // -> [n, k] float32
 
-/// Quantises a Linear weight [out, in] per output channel, stored for the int8 GEMM: q is a transposed view of
-/// contiguous [in, out] rows.
-QuantWeight quantize_linear(const at::Tensor& w);  // [out, in] float32
+/// How quantize_linear stores a weight's int8 codes. Products are exact in both, so the layout changes the speed,
+/// never the result.
+enum class Int8Layout {
+  Columns,  // a transposed view of contiguous [in, out] rows: at::_int_mm's layout
+  Rows,     // contiguous [out, in] rows: one sequential stream per output row in the decode kernel
+};
+
+/// The layout for this CPU: Columns where at::_int_mm has a fast kernel (VNNI or AMX), Rows elsewhere, where
+/// larger products go through float32 GEMMs (int8_mm_via_float), which take either layout at the same speed.
+Int8Layout preferred_int8_layout();
+
+/// Quantises a Linear weight [out, in] per output channel (quantize_rows), its codes stored in `layout`.
+QuantWeight quantize_linear(const at::Tensor& w,  // [out, in] float32
+                            Int8Layout layout = preferred_int8_layout());
 
 /// The exact int32 product xq w^T of int8 codes in [-128, 127], computed with float32 GEMMs (at::mm): the codes as
 /// floats, the inner dimension in slices of at most 1,024, so that every partial sum of a slice is an integer of

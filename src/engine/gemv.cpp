@@ -141,9 +141,12 @@ void gemv_int8_into(const at::Tensor& xq_in, const at::Tensor& w, std::int32_t* 
   const std::int8_t* xp = xq.data_ptr<std::int8_t>();
   const std::int8_t* wp = w.data_ptr<std::int8_t>();
   check_isa(isa, "gemv");
-  if (w.stride(1) == 1 && w.stride(0) >= in) {  // [out, in] rows
+  if (w.stride(1) == 1 && w.stride(0) >= in) {  // [out, in] rows, against x sign-extended to int16 once
+    thread_local std::vector<std::int16_t> x16;  // [n, in], reused across calls
+    x16.assign(xp, xp + n * in);
+    const std::int16_t* x16p = x16.data();
     at::parallel_for(0, out, row_grain(in), [&](std::int64_t o0, std::int64_t o1) {
-      CROSSICL_ISA_CALL(isa, "gemv", gemv_rows_i8, wp, w.stride(0), in, xp, m, o0, o1, yp, out);
+      CROSSICL_ISA_CALL(isa, "gemv", gemv_rows_i8, wp, w.stride(0), in, x16p, m, o0, o1, yp, out);
       if (done) done(o0, o1);
     });
     return;

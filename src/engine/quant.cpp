@@ -43,6 +43,24 @@ QuantWeight quantize_each_row(std::int64_t n, std::int64_t k, const at::TensorOp
   return out;
 }
 
+// Whether at::_int_mm has a fast kernel on this CPU: oneDNN's int8 GEMM wants VNNI (AVX-512 or AVX) or AMX.
+// Without them it ran SmolLM2's layer shapes at 2-4 GOP/s on an AMD EPYC (Zen 3, AVX2), 10-40x below float32's
+// torch.mm there; int8_mm_via_float (from kFloatGemmRows rows) or our matrix-vector kernel, kGemvMaxRows rows at
+// a time, takes its place, and the weights are stored as [out, in] rows (preferred_int8_layout), which the
+// matrix-vector kernel streams one row at a time. All are exact, so the choice changes the speed, never the result.
+bool int_mm_is_fast() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  static const bool fast = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vnni") || __builtin_cpu_supports("avxvnni") ||
+           __builtin_cpu_supports("amx-int8");
+  }();
+  return fast;
+#else
+  return true;
+#endif
+}
+
 }  // namespace
 
 QuantWeight quantize_rows(const at::Tensor& x_in, Isa isa) {
@@ -59,9 +77,11 @@ QuantWeight quantize_rows(const at::Tensor& x_in, Isa isa) {
 
 at::Tensor dequantize_rows(const QuantWeight& w) { return w.q.to(at::kFloat) * w.scale.unsqueeze(1); }
 
-QuantWeight quantize_linear(const at::Tensor& w) {
+Int8Layout preferred_int8_layout() { return int_mm_is_fast() ? Int8Layout::Columns : Int8Layout::Rows; }
+
+QuantWeight quantize_linear(const at::Tensor& w, Int8Layout layout) {
   QuantWeight r = quantize_rows(w);
-  r.q = r.q.t().contiguous().t();  // [out, in] view of [in, out] rows
+  if (layout == Int8Layout::Columns) r.q = r.q.t().contiguous().t();  // [out, in] view of [in, out] rows
   return r;
 }
 
@@ -142,23 +162,6 @@ void check_linear_int8(const QuantWeight& xq, const QuantWeight& w) {
 // Rows from which int8_mm_via_float beats the matrix-vector kernel where at::_int_mm is slow: converting the
 // weight to float32 costs about as much as 16-32 rows of the kernel.
 constexpr std::int64_t kFloatGemmRows = 32;
-
-// Whether at::_int_mm has a fast kernel on this CPU: oneDNN's int8 GEMM wants VNNI (AVX-512 or AVX) or AMX.
-// Without them it ran SmolLM2's layer shapes at 2-4 GOP/s on an AMD EPYC (Zen 3, AVX2), 10-40x below float32's
-// torch.mm there; int8_mm_via_float (from kFloatGemmRows rows) or our matrix-vector kernel, kGemvMaxRows rows at
-// a time, takes its place. All are exact, so the choice changes the speed, never the result.
-bool int_mm_is_fast() {
-#if defined(__x86_64__) && defined(__GNUC__)
-  static const bool fast = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512vnni") || __builtin_cpu_supports("avxvnni") ||
-           __builtin_cpu_supports("amx-int8");
-  }();
-  return fast;
-#else
-  return true;
-#endif
-}
 
 // Called by each decode thread with the product and the columns [c0, c1) it has just summed.
 using ProductDone = std::function<void(const std::int32_t* acc, std::int64_t c0, std::int64_t c1)>;

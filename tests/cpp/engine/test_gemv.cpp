@@ -96,11 +96,15 @@ TEST_CASE("gemv_int8 equals at::_int_mm in both weight layouts", "[engine][gemv]
       CHECK(at::equal(d::gemv_int8(xq, rows), want));
       CHECK(at::equal(d::gemv_int8(xq, cols), want));
     }
-  // extreme values: every product -127 * -127, the sums exact
-  const at::Tensor xq = at::full({1, 1536}, -127, at::kChar);
-  const at::Tensor w = at::full({8, 1536}, -127, at::kChar);
-  CHECK(d::gemv_int8(xq, w).eq(1536 * 127 * 127).all().item<bool>());
-  CHECK(d::gemv_int8(xq, w.t().contiguous().t()).eq(1536 * 127 * 127).all().item<bool>());
+  // extreme values on every path: every product -128 * -128 (each pair of them 2^15, past int16), the sums exact
+  for (Isa isa : supported_isas())
+    for (std::int64_t in : {1536, 1541}) {
+      INFO(isa_name(isa) << " in=" << in);
+      const at::Tensor xq = at::full({3, in}, -128, at::kChar);
+      const at::Tensor w = at::full({8, in}, -128, at::kChar);
+      CHECK(d::gemv_int8(xq, w, isa).eq(in * 128 * 128).all().item<bool>());
+      CHECK(d::gemv_int8(xq, w.t().contiguous().t(), isa).eq(in * 128 * 128).all().item<bool>());
+    }
 }
 
 TEST_CASE("gemv kernels give the same bits on every ISA path", "[engine][gemv]") {
@@ -156,12 +160,13 @@ TEST_CASE("gemv timings over a whole SmolLM2-135M pass (weights out of cache)", 
     for (auto s : {std::pair<std::int64_t, std::int64_t>{960, 576}, {576, 576}, {3072, 576}, {576, 1536}})
       shapes.push_back(s);
   shapes.push_back({49152, 576});
-  std::vector<at::Tensor> wf, wb, wq;
+  std::vector<at::Tensor> wf, wb, wq, wr;
   double fbytes = 0, qbytes = 0;
   for (auto [out, in] : shapes) {
     wf.push_back(at::randn({out, in}));
     wb.push_back(wf.back().to(at::kBFloat16));
-    wq.push_back(at::randint(-127, 128, {out, in}).to(at::kChar).t().contiguous().t());
+    wr.push_back(at::randint(-127, 128, {out, in}).to(at::kChar));  // [out, in] rows
+    wq.push_back(wr.back().t().contiguous().t());                    // [in, out] rows
     fbytes += static_cast<double>(out * in * 4);
     qbytes += static_cast<double>(out * in);
   }
@@ -178,11 +183,14 @@ TEST_CASE("gemv timings over a whole SmolLM2-135M pass (weights out of cache)", 
   const double tq = time_pass([&](std::size_t k) {
     return d::gemv_int8(at::ones({1, shapes[k].second}, at::kChar), wq[k]);
   });
+  const double tr = time_pass([&](std::size_t k) {
+    return d::gemv_int8(at::ones({1, shapes[k].second}, at::kChar), wr[k]);
+  });
   const double tb = time_pass([&](std::size_t k) {
     return d::gemv(at::randn({1, shapes[k].second}).to(at::kBFloat16), wb[k]);
   });
   std::printf("pass of %zu matrices, threads %d: float32 %.2f ms (%.1f GB/s); bfloat16 %.2f ms (%.1f GB/s), %.2fx; "
-              "int8 %.2f ms (%.1f GB/s), %.2fx\n",
+              "int8 [in, out] rows %.2f ms (%.1f GB/s), %.2fx; int8 [out, in] rows %.2f ms (%.1f GB/s), %.2fx\n",
               shapes.size(), at::get_num_threads(), tf * 1e3, fbytes / tf / 1e9, tb * 1e3, fbytes / 2 / tb / 1e9,
-              tf / tb, tq * 1e3, qbytes / tq / 1e9, tf / tq);
+              tf / tb, tq * 1e3, qbytes / tq / 1e9, tf / tq, tr * 1e3, qbytes / tr / 1e9, tf / tr);
 }

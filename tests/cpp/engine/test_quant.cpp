@@ -87,7 +87,6 @@ TEST_CASE("int8 Linear is within the derived bound of the exact product", "[engi
   const at::Tensor x = sample_rows(n, k, 2);
   const at::Tensor w = at::randn({m, k}, gen(3)) * 0.05;
   const QuantWeight wq = quant::quantize_linear(w);
-  CHECK(wq.q.t().is_contiguous());  // [in, out] rows for the GEMM
   const at::Tensor y = quant::linear_int8(x, wq);  // [n, m]
   const at::Tensor xd = x.to(at::kDouble), wd = w.to(at::kDouble);
   const at::Tensor exact = at::mm(xd, wd.t());
@@ -107,10 +106,25 @@ TEST_CASE("int8 Linear is within the derived bound of the exact product", "[engi
   CHECK((err.sum() / exact.abs().sum()).item<double>() < 0.02);
 }
 
-TEST_CASE("int8 Linear rows are bit-identical whatever the batch around them", "[engine][quant]") {
+TEST_CASE("int8 Linear rows are bit-identical whatever the batch around them and the weight layout",
+          "[engine][quant]") {
   const at::Tensor x = sample_rows(40, 576, 4);
-  const QuantWeight w = quant::quantize_linear(at::randn({96, 576}, gen(5)));
-  const at::Tensor all = quant::linear_int8(x, w);  // [40, 96]
+  const at::Tensor wf = at::randn({96, 576}, gen(5));
+  const QuantWeight cols = quant::quantize_linear(wf, quant::Int8Layout::Columns);
+  const QuantWeight rows = quant::quantize_linear(wf, quant::Int8Layout::Rows);
+  CHECK(cols.q.t().is_contiguous());  // [in, out] rows, at::_int_mm's layout
+  CHECK(rows.q.is_contiguous());      // [out, in] rows
+  CHECK(at::equal(rows.q, cols.q));
+  const bool rows_here = quant::preferred_int8_layout() == quant::Int8Layout::Rows;
+  CHECK(quant::quantize_linear(wf).q.is_contiguous() == rows_here);
+  const at::Tensor all = quant::linear_int8(x, cols);  // [40, 96]
+  // the layout changes the kernels, never the result: decode rows (the matrix-vector kernel), 8 rows (that kernel
+  // or _int_mm) and 40 (a GEMM)
+  for (std::int64_t r : {0, 3, 31})
+    CHECK(at::equal(quant::linear_int8(x.narrow(0, r, 1), rows), all.narrow(0, r, 1)));
+  CHECK(at::equal(quant::linear_int8(x.narrow(0, 2, 8), rows), all.narrow(0, 2, 8)));
+  CHECK(at::equal(quant::linear_int8(x, rows), all));
+  const QuantWeight& w = cols;
   for (std::int64_t r : {0, 1, 2, 17, 39})
     CHECK(at::equal(quant::linear_int8(x.narrow(0, r, 1), w), all.narrow(0, r, 1)));  // one row (decode)
   CHECK(at::equal(quant::linear_int8(x.narrow(0, 5, 20), w), all.narrow(0, 5, 20)));
