@@ -68,7 +68,7 @@ class _Slot:
     pid: int | None = None           # the process of the actor's current incarnation
     probe: Any = None                # pending pid() call: answers once the actor is (again) up
     error: str = ""                  # why it is dead
-    jobs: list = dataclasses.field(default_factory=list)  # [(ref, job)] in submission order: [0] is running
+    jobs: list = dataclasses.field(default_factory=list)  # [(ref, job)] in the actor's order
 
 
 @dataclasses.dataclass
@@ -246,7 +246,7 @@ class RayExecutor:
                 except RayTaskError as e:  # the engine raised: the error a local run raises
                     raise (e.cause if isinstance(e.cause, Exception) else e) from None
                 except RayError as e:  # the worker died (or its node, or the result with it): run it elsewhere
-                    self._lost(slot, e, queue, running)
+                    self._lost(slot, ref, e, queue, running)
                     continue
                 slot.jobs = [(r, j) for r, j in slot.jobs if r != ref]
                 self.batches[slot.pid] += 1
@@ -281,19 +281,41 @@ class RayExecutor:
                 slot.jobs.append((ref, job))
         return more
 
-    def _lost(self, slot: _Slot, error: Exception, queue: collections.deque, running: dict) -> None:
-        """An actor's process died: its batches go back to the queue, the one it was running counted against."""
+    def _lost(self, slot: _Slot, ref: Any, error: Exception, queue: collections.deque, running: dict) -> None:
+        """An actor's process died (``ref``, one of its batches, failed with ``error``): the batches it had
+        finished keep their results (they stay in ``running`` for map's loop), the one it was running is counted
+        against, and it and the ones queued behind it go back to the queue. The failed ref need not be the running
+        batch's: Ray may report a queued batch's failure before the result of one finished just before the death."""
         if not slot.jobs:
             return
         self.deaths += 1
-        running_job = slot.jobs[0][1]
-        running_job.failures += 1
-        if running_job.failures >= self.max_failures:
-            raise RuntimeError(f"{_where(running_job.batch)}: a Ray worker died {running_job.failures} times "
+        ray = _ray()
+        from ray.exceptions import RayError, RayTaskError
+        first = 0  # slot.jobs is in the actor's order: the first one without a result is the one it was running
+
+        def finished(r: Any) -> bool:
+            if r is ref or not ray.wait([r], timeout=0)[0]:
+                return False
+            try:
+                ray.get(r, timeout=0)
+            except RayTaskError:  # the engine raised: a result of its own, which map's loop raises
+                return True
+            except RayError:
+                return False
+            return True
+
+        while first < len(slot.jobs) and finished(slot.jobs[first][0]):
+            first += 1
+        if first == len(slot.jobs):  # cannot be (ref is among them); keep the old rule rather than blame nobody
+            first = 0
+        blamed = slot.jobs[first][1]
+        blamed.failures += 1
+        if blamed.failures >= self.max_failures:
+            raise RuntimeError(f"{_where(blamed.batch)}: a Ray worker died {blamed.failures} times "
                                f"running this batch (last: {_first_line(error)}); an input of it may crash the "
                                "engine: run this cell with the local executor to see the error")
-        for ref, job in reversed(slot.jobs):  # the queue's head, in their order
-            running.pop(ref, None)
+        for r, job in reversed(slot.jobs[first:]):  # the queue's head, in their order
+            running.pop(r, None)
             queue.appendleft(job)
             self.requeued += 1
         slot.jobs = []

@@ -7,6 +7,7 @@ its own, logs in a temporary folder); the driver of the driver-kill test joins i
 """
 from __future__ import annotations
 
+import collections
 import importlib.util
 import json
 import os
@@ -195,6 +196,34 @@ def test_a_batch_that_kills_its_workers_stops_the_run_naming_it(cluster, paper_d
             E.Experiment(_config(paper_dir, models_dir, tmp_path)).run(progress=False, executor=ex)
     recs = _lines(tmp_path / "records.jsonl")
     assert item.id not in {r["id"] for r in recs if r["target"] == "ARC-Challenge"}
+
+
+def test_a_death_is_counted_against_the_batch_running_not_one_finished_before_it(cluster, models_dir):
+    """The worker finished batch 1 and died running batch 2; Ray reports batch 2's failure first (the order
+    that made the run above name another batch now and then): batch 1 keeps its result, batch 2 is blamed."""
+    import ray
+    from ray.exceptions import RayError
+    from crossicl.ray_executor import _Job
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    stories = models_dir / "stories260K"
+    spec = ModelSpec("stories260K", str(stories / "stories260K.bin"), str(stories / "tok512.model"), threads=1)
+    decode = dict(DEFAULTS["decode"], max_new_tokens=2)
+    ok, bad = (_Job(n, Batch([p], [f"t/zero-shot item {n}"])) for n, p in ((1, "Once upon a time"), (2, "CRASH")))
+    with RayExecutor(workers=1, opener=_CrashOn("CRASH")) as ex:
+        ex.start(wait=True)
+        slot = ex._slots[0]
+        slot.jobs = [(slot.actor.run.remote(spec, j.batch, decode), j) for j in (ok, bad)]
+        running = {r: (slot, j) for r, j in slot.jobs}
+        ok_ref, bad_ref = (r for r, _ in slot.jobs)
+        ray.wait([ok_ref, bad_ref], num_returns=2, timeout=120)
+        with pytest.raises(RayError) as died:
+            ray.get(bad_ref)
+        running.pop(bad_ref)
+        queue = collections.deque()
+        ex._lost(slot, bad_ref, died.value, queue, running)
+        assert (ok.failures, bad.failures, list(queue), list(running)) == (0, 1, [bad], [ok_ref])
+        assert ray.get(ok_ref).outs  # batch 1's result is still there for map's loop
+        assert (ex.deaths, ex.requeued) == (1, 1)
 
 
 def test_an_engine_error_on_a_worker_is_the_local_runs_error(cluster, models_dir):
