@@ -71,4 +71,12 @@ void token_logprobs_cpu(const at::Tensor& logits,      // [n, vocab] float32 CPU
                         const std::int32_t* targets,   // [n] ids in [0, vocab)
                         float* logprob, bool* greedy,  // [n] each, written
                         Isa isa = active_isa());
+/// For each row i of logits: its argmax (the greedy next token, the lowest id among equal maxima, as torch.argmax
+/// where the row holds no NaN) into ids[i] and that token's log-probability into logprob[i], computed as
+/// token_logprobs_cpu does: the step of greedy decoding in two passes over the row, where log_softmax, argmax and
+/// an index took five ATen ops.
+void greedy_tokens_cpu(const at::Tensor& logits,  // [n, vocab] float32 CPU, unit stride along vocab
+                       std::int32_t* ids,         // [n] written
+                       float* logprob,            // [n] written
+                       Isa isa = active_isa());
 }  // namespace crossicl::detail

@@ -461,10 +461,11 @@ void Engine::generate_wave(const std::vector<std::vector<std::int32_t>>& prompts
     std::vector<std::size_t> still;
     for (std::size_t i : active) {
       GenerateResult& r = results[a + i];
-      at::Tensor lp = at::log_softmax(logits[i], -1);  // [vocab]
-      const std::int32_t next = static_cast<std::int32_t>(lp.argmax().item<std::int64_t>());
+      std::int32_t next = 0;
+      float logprob = 0;
+      detail::greedy_tokens_cpu(logits[i].unsqueeze(0), &next, &logprob);  // [1, vocab]
       r.token_ids.push_back(next);
-      r.logprobs.push_back(lp[next].item<float>());
+      r.logprobs.push_back(logprob);
       if (options.stop_at_eos && std::find(eos.begin(), eos.end(), next) != eos.end()) {
         r.finish_reason = "eos";
         continue;

@@ -58,16 +58,30 @@ void attend_cpu(const at::Tensor& q, const std::vector<AttendSpan>& spans, doubl
   CROSSICL_ISA_CALL(isa, "attention", attend_cpu, q, spans, scale, out);
 }
 
+namespace {
+void check_logits_rows(const at::Tensor& logits, const char* what) {
+  if (!logits.device().is_cpu() || logits.scalar_type() != at::kFloat || logits.dim() != 2 || logits.stride(1) != 1 ||
+      logits.size(1) == 0)
+    throw InvalidArgument(fmt::format("{}: [n, vocab] float32 CPU rows expected (got {}-d {}{})", what, logits.dim(),
+                                      c10::toString(logits.scalar_type()),
+                                      logits.dim() == 2 ? fmt::format(", vocab {}", logits.size(1)) : ""));
+}
+}  // namespace
+
 void token_logprobs_cpu(const at::Tensor& logits, const std::int32_t* targets, float* logprob, bool* greedy, Isa isa) {
   CROSSICL_PROFILE("token_logprobs");
-  if (!logits.device().is_cpu() || logits.scalar_type() != at::kFloat || logits.dim() != 2 || logits.stride(1) != 1)
-    throw InvalidArgument(fmt::format("token_logprobs: [n, vocab] float32 CPU rows expected (got {}-d {})",
-                                      logits.dim(), c10::toString(logits.scalar_type())));
+  check_logits_rows(logits, "token_logprobs");
   for (std::int64_t r = 0; r < logits.size(0); ++r)
     if (targets[r] < 0 || targets[r] >= logits.size(1))
       throw InvalidArgument(fmt::format("token_logprobs: target {} of row {} is outside the vocabulary [0, {})",
                                         targets[r], r, logits.size(1)));
-  CROSSICL_ISA_CALL(isa, "token_logprobs", token_logprobs_cpu, logits, targets, logprob, greedy);
+  CROSSICL_ISA_CALL(isa, "token_logprobs", token_logprobs_cpu, logits, targets, logprob, greedy, nullptr);
+}
+
+void greedy_tokens_cpu(const at::Tensor& logits, std::int32_t* ids, float* logprob, Isa isa) {
+  CROSSICL_PROFILE("greedy_tokens");
+  check_logits_rows(logits, "greedy_tokens");
+  CROSSICL_ISA_CALL(isa, "token_logprobs", token_logprobs_cpu, logits, nullptr, logprob, nullptr, ids);
 }
 
 }  // namespace crossicl::detail

@@ -46,6 +46,11 @@ std::vector<at::Tensor> run_kernels(Isa isa, at::ScalarType dt) {
   d::token_logprobs_cpu(logits, targets.data(), lp.data_ptr<float>(), greedy.data_ptr<bool>(), isa);
   out.push_back(lp);
   out.push_back(greedy);
+  std::vector<std::int32_t> ids(3);
+  at::Tensor glp = at::empty({3});
+  d::greedy_tokens_cpu(logits, ids.data(), glp.data_ptr<float>(), isa);
+  out.push_back(glp);
+  out.push_back(at::tensor(ids));
   return out;
 }
 

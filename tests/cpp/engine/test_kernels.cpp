@@ -10,6 +10,7 @@
 #include <ATen/ATen.h>
 #include <catch2/catch.hpp>
 
+#include "crossicl/core/isa.h"
 #include "detail/engine_kernels.h"
 #include "crossicl/engine/config.h"
 #include "detail/engine_ops.h"
@@ -137,12 +138,48 @@ TEST_CASE("token log-probabilities and greedy flags agree with log_softmax and a
   CHECK(greedy[3]);  // the lower of the two tied ids
   CHECK(std::fabs(lp[2] + std::log(static_cast<double>(vocab))) <= tol * scale);  // uniform row: -log(vocab)
 
+  // greedy_tokens_cpu: each row's argmax and its log-probability, the bits token_logprobs gives that target
+  std::vector<std::int32_t> ids(n, -1);
+  std::vector<float> glp(n);
+  d::greedy_tokens_cpu(logits, ids.data(), glp.data());
+  std::vector<std::int32_t> best(n);
+  for (std::int64_t r = 0; r < n; ++r) best[r] = static_cast<std::int32_t>(argmax[r].item<std::int64_t>());
+  d::token_logprobs_cpu(logits, best.data(), lp.data(), greedy.get());
+  for (std::int64_t r = 0; r < n; ++r) {
+    INFO("greedy row " << r);
+    CHECK(ids[r] == best[r]);
+    CHECK(glp[r] == lp[r]);
+  }
+  CHECK(ids[2] == 0);                                   // equal values: id 0
+  CHECK(ids[3] == static_cast<std::int32_t>(vocab / 2));  // ties: the lower id
+
   SECTION("a NaN in a row: NaN log-probability, not greedy") {
     logits[1][vocab / 3] = NAN;
     d::token_logprobs_cpu(logits, targets.data(), lp.data(), greedy.get());
     CHECK(std::isnan(lp[1]));
     CHECK_FALSE(greedy[1]);
     CHECK(greedy[0]);
+    // greedy_tokens skips the NaN: the argmax of the other values, the same on every path, also where the NaN
+    // shares a vector lane with the maximum (index 1 and 17 do on 4, 8 and 16 lanes)
+    if (vocab >= 32) {
+      logits[1][1] = NAN;
+      logits[1][17] = 50.0f;
+    }
+    std::vector<std::int32_t> ids(n);
+    d::greedy_tokens_cpu(logits, ids.data(), glp.data());
+    CHECK(ids[1] == logits[1].nan_to_num(-INFINITY).argmax().item<std::int64_t>());
+    CHECK(std::isnan(glp[1]));
+    for (crossicl::Isa isa : crossicl::supported_isas()) {
+      std::vector<std::int32_t> other(n);
+      d::greedy_tokens_cpu(logits, other.data(), glp.data(), isa);
+      CHECK(other == ids);
+    }
+  }
+  SECTION("greedy_tokens checks its logits") {
+    std::vector<std::int32_t> ids(1);
+    CHECK_THROWS_WITH(d::greedy_tokens_cpu(logits.to(at::kDouble), ids.data(), lp.data()),
+                      Catch::Contains("greedy_tokens") && Catch::Contains("Double"));
+    CHECK_THROWS_WITH(d::greedy_tokens_cpu(at::empty({1, 0}), ids.data(), lp.data()), Catch::Contains("vocab 0"));
   }
   SECTION("a target outside the vocabulary is named") {
     targets[4] = static_cast<std::int32_t>(vocab);
