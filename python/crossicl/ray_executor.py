@@ -291,10 +291,12 @@ class RayExecutor:
         self.deaths += 1
         ray = _ray()
         from ray.exceptions import RayError, RayTaskError
-        first = 0  # slot.jobs is in the actor's order: the first one without a result is the one it was running
+        # slot.jobs is in the actor's order and holds ref (map's loop took it from running): the first one without
+        # a result, ref at the latest, is the one it was running
+        first, last = 0, [r for r, _ in slot.jobs].index(ref)
 
         def finished(r: Any) -> bool:
-            if r is ref or not ray.wait([r], timeout=0)[0]:
+            if not ray.wait([r], timeout=0)[0]:
                 return False
             try:
                 ray.get(r, timeout=0)
@@ -304,10 +306,8 @@ class RayExecutor:
                 return False
             return True
 
-        while first < len(slot.jobs) and finished(slot.jobs[first][0]):
+        while first < last and finished(slot.jobs[first][0]):
             first += 1
-        if first == len(slot.jobs):  # cannot be (ref is among them); keep the old rule rather than blame nobody
-            first = 0
         blamed = slot.jobs[first][1]
         blamed.failures += 1
         if blamed.failures >= self.max_failures:

@@ -165,7 +165,6 @@ TEST_CASE("token log-probabilities and greedy flags agree with log_softmax and a
       logits[1][1] = NAN;
       logits[1][17] = 50.0f;
     }
-    std::vector<std::int32_t> ids(n);
     d::greedy_tokens_cpu(logits, ids.data(), glp.data());
     CHECK(ids[1] == logits[1].nan_to_num(-INFINITY).argmax().item<std::int64_t>());
     CHECK(std::isnan(glp[1]));
@@ -176,7 +175,6 @@ TEST_CASE("token log-probabilities and greedy flags agree with log_softmax and a
     }
   }
   SECTION("greedy_tokens checks its logits") {
-    std::vector<std::int32_t> ids(1);
     CHECK_THROWS_WITH(d::greedy_tokens_cpu(logits.to(at::kDouble), ids.data(), lp.data()),
                       Catch::Contains("greedy_tokens") && Catch::Contains("Double"));
     CHECK_THROWS_WITH(d::greedy_tokens_cpu(at::empty({1, 0}), ids.data(), lp.data()), Catch::Contains("vocab 0"));
