@@ -160,16 +160,23 @@ TEST_CASE("gemv timings over a whole SmolLM2-135M pass (weights out of cache)", 
     for (auto s : {std::pair<std::int64_t, std::int64_t>{960, 576}, {576, 576}, {3072, 576}, {576, 1536}})
       shapes.push_back(s);
   shapes.push_back({49152, 576});
-  std::vector<at::Tensor> wf, wb, wq, wr;
+  // weights, and each matrix's input and output made beforehand: the timed loops call the kernels only
+  std::vector<at::Tensor> wf, wb, wq, wr, xf, xb, xq, yf, yb;
   double fbytes = 0, qbytes = 0;
   for (auto [out, in] : shapes) {
     wf.push_back(at::randn({out, in}));
     wb.push_back(wf.back().to(at::kBFloat16));
     wr.push_back(at::randint(-127, 128, {out, in}).to(at::kChar));  // [out, in] rows
     wq.push_back(wr.back().t().contiguous().t());                    // [in, out] rows
+    xf.push_back(at::randn({1, in}));
+    xb.push_back(xf.back().to(at::kBFloat16));
+    xq.push_back(at::randint(-127, 128, {1, in}).to(at::kChar));
+    yf.push_back(at::empty({1, out}));
+    yb.push_back(at::empty({1, out}, at::kBFloat16));
     fbytes += static_cast<double>(out * in * 4);
     qbytes += static_cast<double>(out * in);
   }
+  std::vector<std::int32_t> yq(49152);  // [1, out] int32 sums of the largest matrix
   auto time_pass = [&](auto&& one) {
     double b = 1e9;
     for (int r = 0; r < 8; ++r) {
@@ -179,16 +186,10 @@ TEST_CASE("gemv timings over a whole SmolLM2-135M pass (weights out of cache)", 
     }
     return b;
   };
-  const double tf = time_pass([&](std::size_t k) { return d::gemv(at::randn({1, shapes[k].second}), wf[k]); });
-  const double tq = time_pass([&](std::size_t k) {
-    return d::gemv_int8(at::ones({1, shapes[k].second}, at::kChar), wq[k]);
-  });
-  const double tr = time_pass([&](std::size_t k) {
-    return d::gemv_int8(at::ones({1, shapes[k].second}, at::kChar), wr[k]);
-  });
-  const double tb = time_pass([&](std::size_t k) {
-    return d::gemv(at::randn({1, shapes[k].second}).to(at::kBFloat16), wb[k]);
-  });
+  const double tf = time_pass([&](std::size_t k) { d::gemv_into(xf[k], wf[k], yf[k], false); });
+  const double tq = time_pass([&](std::size_t k) { d::gemv_int8_into(xq[k], wq[k], yq.data(), nullptr); });
+  const double tr = time_pass([&](std::size_t k) { d::gemv_int8_into(xq[k], wr[k], yq.data(), nullptr); });
+  const double tb = time_pass([&](std::size_t k) { d::gemv_into(xb[k], wb[k], yb[k], false); });
   std::printf("pass of %zu matrices, threads %d: float32 %.2f ms (%.1f GB/s); bfloat16 %.2f ms (%.1f GB/s), %.2fx; "
               "int8 [in, out] rows %.2f ms (%.1f GB/s), %.2fx; int8 [out, in] rows %.2f ms (%.1f GB/s), %.2fx\n",
               shapes.size(), at::get_num_threads(), tf * 1e3, fbytes / tf / 1e9, tb * 1e3, fbytes / 2 / tb / 1e9,
