@@ -35,11 +35,16 @@ std::vector<at::Tensor> run_kernels(Isa isa, at::ScalarType dt) {
   at::Tensor qkv = at::randn({n, nh + 2 * kvh, hd}).to(dt);
   d::rope_qk_cpu(qkv, nh + kvh, cos, sin, isa);
   out.push_back(qkv);
-  const std::int64_t cap = 40, p0 = 29, len = 5;  // 34 keys: a tail past the 8-wide partial sums
-  at::Tensor q = at::randn({len, nh, hd}).to(dt), k = at::randn({kvh, cap, hd}).to(dt), v = at::randn({kvh, cap, hd}).to(dt);
-  at::Tensor att = at::empty({len, nh, hd}, q.options());
-  d::attend_cpu(q, k, v, p0, 1.0 / std::sqrt(static_cast<double>(hd)), att, isa);
-  out.push_back(att);
+  // 30 to 34 keys (groups of 4 scores and tails); head sizes 32 and 68 (whole register blocks of value columns,
+  // single registers, a scalar tail)
+  const std::int64_t cap = 40, p0 = 29, len = 5;
+  for (std::int64_t ahd : {hd, std::int64_t{68}}) {
+    at::Tensor q = at::randn({len, nh, ahd}).to(dt), k = at::randn({kvh, cap, ahd}).to(dt),
+               v = at::randn({kvh, cap, ahd}).to(dt);
+    at::Tensor att = at::empty({len, nh, ahd}, q.options());
+    d::attend_cpu(q, k, v, p0, 1.0 / std::sqrt(static_cast<double>(ahd)), att, isa);
+    out.push_back(att);
+  }
   at::Tensor logits = at::randn({3, 1000}) * 5;  // blocks of 256, a tail of 8
   std::vector<std::int32_t> targets = {3, 999, 512};
   at::Tensor lp = at::empty({3}), greedy = at::empty({3}, at::kBool);

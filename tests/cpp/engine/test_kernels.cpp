@@ -72,7 +72,12 @@ TEST_CASE("CPU kernels agree with the ATen formulation", "[engine][kernels]") {
   }
 
   SECTION("attention: causal, grouped-query, a chunk after cached positions") {
-    const std::int64_t nh = 4, kvh = 2, hd = 16, cap = 20, p0 = 5, len = 3;
+    // head sizes: 16; 68 = a block of 64 value columns (8 registers on avx2, 4 on avx512) and a tail of 4; and a
+    // decode step over 38 keys (9 groups of 4 scores and 2 more)
+    const int c = GENERATE(0, 1, 2);
+    const std::int64_t hd = c == 0 ? 16 : 68, p0 = c == 2 ? 37 : 5, len = c == 2 ? 1 : 3;
+    INFO("head_dim " << hd << ", p0 " << p0 << ", len " << len);
+    const std::int64_t nh = 4, kvh = 2, cap = 40;
     // q as a view into a wider row (as it is inside the fused qkv output): row stride > nh * hd.
     at::Tensor wide = at::randn({len, nh + 2 * kvh, hd}, opt.dtype(at::kFloat)).to(dt);
     at::Tensor q = wide.narrow(1, 0, nh);
@@ -96,7 +101,7 @@ TEST_CASE("CPU kernels agree with the ATen formulation", "[engine][kernels]") {
     at::Tensor out2 = at::empty({len, nh, hd}, opt);
     crossicl::detail::attend_cpu(q, k, v, p0, scale, out2);
     CHECK(at::equal(out2.select(0, 0), out.select(0, 0)));
-    CHECK_FALSE(at::equal(out2.select(0, 2), out.select(0, 2)));
+    if (len > 2) CHECK_FALSE(at::equal(out2.select(0, 2), out.select(0, 2)));
   }
 }
 
