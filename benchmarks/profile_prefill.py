@@ -13,7 +13,9 @@ products took time, at the rate this CPU's BLAS gives them. With --quantize int8
 bound is the GEMM the engine calls, on the same shapes, without the activation quantisation or the rescale (those
 count against the engine): torch._int_mm (int8 x int8 -> int32) on CPUs with VNNI or AMX; elsewhere torch.mm in
 float32, since there the engine multiplies the int8 codes as float32 (int8_mm_via_float: _int_mm runs at a few
-GOP/s without VNNI).
+GOP/s without VNNI). With --dtype bfloat16 the bound is torch.mm in bfloat16 on CPUs with AVX512_BF16 or AMX-BF16,
+elsewhere in float32, since there the engine widens bfloat16 to float32 for its GEMMs (linear_bf16_via_float:
+ATen's bfloat16 GEMM runs at ~20 GFLOP/s without them).
 """
 from __future__ import annotations
 
@@ -25,15 +27,25 @@ import torch
 import crossicl
 
 
-def int_mm_is_fast() -> bool:
-    """Whether the engine's int8 GEMMs go through torch._int_mm on this CPU: the CPU flags quant.cpp's
-    int_mm_is_fast checks (AVX-512 VNNI, AVX-VNNI or AMX-INT8), read from /proc/cpuinfo."""
+def cpu_has(*names: str) -> bool:
+    """Whether /proc/cpuinfo lists any of these flags (True where it cannot be read)."""
     try:
         with open("/proc/cpuinfo") as f:
             flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
     except OSError:
         return True
-    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags))
+    return bool(set(names) & set(flags))
+
+
+def int_mm_is_fast() -> bool:
+    """Whether the engine's int8 GEMMs go through torch._int_mm on this CPU: the CPU flags quant.cpp's
+    int_mm_is_fast checks (AVX-512 VNNI, AVX-VNNI or AMX-INT8)."""
+    return cpu_has("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def bf16_mm_is_fast() -> bool:
+    """Whether the engine's bfloat16 GEMMs go through ATen's (ops.cpp's bf16_mm_is_fast: AVX512_BF16 or AMX-BF16)."""
+    return cpu_has("avx512_bf16", "amx_bf16")
 
 
 def mm_rate(n: int, k: int, m: int, dtype: torch.dtype, reps: int = 5) -> float:
@@ -87,13 +99,16 @@ def main() -> None:
     attn = 2 * 2 * d * (args.length + 1) / 2  # QK^T and PV over the causal average context, per token per layer
     flops = n_tok * L * (2 * layer_params + attn) + args.prompts * 2 * v * d
     int8_gemm = args.quantize == "int8" and int_mm_is_fast()
-    dt = torch.int8 if int8_gemm else torch.float32 if args.dtype == "float32" else torch.bfloat16
+    bf16_gemm = args.dtype == "bfloat16" and args.quantize != "int8" and bf16_mm_is_fast()
+    dt = torch.int8 if int8_gemm else torch.bfloat16 if bf16_gemm else torch.float32
     rates = {name: mm_rate(args.gemm_rows, k, m, dt) for name, k, m in shapes}
     square = mm_rate(2048, 2048, 2048, dt)
     # time the weight products would take at the rates measured for their own shapes
     gemm_sec = sum(n_tok * L * 2 * k * m / (rates[name] * 1e9) for name, k, m in shapes)
     what = "int8 W8A8" if args.quantize == "int8" else args.dtype
-    mm = "torch._int_mm" if int8_gemm else "torch.mm" + (" (int8 codes as float32)" if args.quantize == "int8" else "")
+    mm = "torch._int_mm" if int8_gemm else "torch.mm" + (" (int8 codes as float32)" if args.quantize == "int8" else
+                                                        " (float32)" if args.dtype == "bfloat16" and not bf16_gemm
+                                                        else "")
     print(f"prefill ({what}, {args.threads} threads): {args.prompts} x {args.length} tokens in {sec:.2f} s = "
           f"{n_tok / sec:,.0f} tokens/s, {flops / sec / 1e9:.0f} GFLOP/s overall")
     print("%s on the layer shapes, N = %d: %s; 2048^3: %.0f G(FL)OP/s" % (

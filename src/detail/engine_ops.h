@@ -16,8 +16,22 @@ at::Tensor rms_norm(const at::Tensor& x,       // [..., dim]
 /// x W^T (HF Linear without bias). One row (a decode step of one sequence) goes through the matrix-vector
 /// kernel, which streams W at about the memory bandwidth; the GEMM path packs W per call (measured for bfloat16:
 /// 1.5-1.6x slower at batch 1 on SmolLM2/TinyLlama shapes; equal for float32).
+/// bfloat16 on a CPU without a bfloat16 GEMM (bf16_mm_is_fast) goes through linear_bf16_via_float.
 at::Tensor linear(const at::Tensor& x,  // [n, in]
                   const at::Tensor& w); // [out, in] -> [n, out]
+
+/// Whether ATen's bfloat16 GEMM has a fast kernel on this CPU: oneDNN's wants AVX512_BF16 or AMX-BF16. Without
+/// them it ran SmolLM2's layer shapes at 20-22 GFLOP/s on an AMD EPYC (Zen 3, AVX2, 2 threads), where float32
+/// torch.mm ran them at 100-190, and bfloat16 prefilled at a sixth of float32's speed.
+bool bf16_mm_is_fast();
+
+/// x W^T of bfloat16 CPU tensors through float32 GEMMs: x and panels of W's rows (at most `panel_floats`
+/// elements each, in a buffer of the calling thread) widened to float32, which is exact, then each panel's product
+/// rounded to bfloat16 as ATen's bfloat16 GEMM rounds its float32 sums. The result differs from at::linear's by the
+/// order of the float32 additions only.
+at::Tensor linear_bf16_via_float(const at::Tensor& x,  // [n, in] bfloat16
+                                 const at::Tensor& w,  // [out, in] bfloat16, unit column stride
+                                 std::int64_t panel_floats = std::int64_t{4} << 20);  // -> [n, out] bfloat16
 
 /// RoPE inverse frequencies 1 / theta^(2i / head_dim), i < head_dim/2, with llama3 scaling if configured.
 at::Tensor rope_inv_freq(const Config& config);  // [head_dim / 2] float32 (CPU)

@@ -1,9 +1,16 @@
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 
+#include "crossicl/core/error.h"
 #include "detail/engine_gemv.h"
 #include "detail/engine_ops.h"
+#include "detail/engine_profile.h"
 
 namespace crossicl::detail {
 
@@ -16,8 +23,54 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w) {
   if (gemv_applies(x, w)) return gemv(x, w);                 // [n, out]: decode steps on the CPU
+  if (x.device().is_cpu() && x.scalar_type() == at::kBFloat16 && w.scalar_type() == at::kBFloat16 &&
+      x.dim() == 2 && w.dim() == 2 && !bf16_mm_is_fast())
+    return linear_bf16_via_float(x, w);                      // [n, out]
   if (x.size(0) == 1) return at::mv(w, x[0]).unsqueeze(0);  // [1, out]
   return at::linear(x, w);                                   // [n, out]
+}
+
+bool bf16_mm_is_fast() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  static const bool fast = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") || __builtin_cpu_supports("amx-bf16");
+  }();
+  return fast;
+#else
+  return true;
+#endif
+}
+
+at::Tensor linear_bf16_via_float(const at::Tensor& x_in, const at::Tensor& w, std::int64_t panel_floats) {
+  CROSSICL_PROFILE("linear_bf16_via_float");
+  if (x_in.dim() != 2 || w.dim() != 2 || x_in.scalar_type() != at::kBFloat16 || w.scalar_type() != at::kBFloat16 ||
+      x_in.size(1) != w.size(1) || w.stride(1) != 1 || !x_in.device().is_cpu() || !w.device().is_cpu())
+    throw InvalidArgument(fmt::format("linear_bf16_via_float: x [{}] and w [{}] are not bfloat16 CPU matrices of one "
+                                      "width with w's rows contiguous", fmt::join(x_in.sizes(), ", "),
+                                      fmt::join(w.sizes(), ", ")));
+  const std::int64_t n = x_in.size(0), in = w.size(1), out = w.size(0), ld = w.stride(0);
+  const at::Tensor x = x_in.to(at::kFloat);                // [n, in], exact
+  at::Tensor y = at::empty({n, out}, x_in.options());      // [n, out] bfloat16
+  const std::int64_t rows = std::max<std::int64_t>(1, std::min(out, panel_floats / std::max<std::int64_t>(1, in)));
+  thread_local at::Tensor buf;  // a panel of W in float32, kept between calls
+  if (!buf.defined() || buf.numel() < rows * in) buf = at::empty({rows * in}, x.options());
+  const auto* wp = reinterpret_cast<const std::uint16_t*>(w.data_ptr<at::BFloat16>());
+  auto* bp = reinterpret_cast<std::uint32_t*>(buf.data_ptr<float>());
+  for (std::int64_t r0 = 0; r0 < out; r0 += rows) {
+    const std::int64_t m = std::min(rows, out - r0);
+    at::parallel_for(0, m, std::max<std::int64_t>(1, 16384 / std::max<std::int64_t>(1, in)),
+                     [&](std::int64_t a, std::int64_t b) {  // bfloat16 bits to the high half: exact
+                       for (std::int64_t r = a; r < b; ++r) {
+                         const std::uint16_t* src = wp + (r0 + r) * ld;
+                         std::uint32_t* dst = bp + r * in;
+                         for (std::int64_t i = 0; i < in; ++i) dst[i] = static_cast<std::uint32_t>(src[i]) << 16;
+                       }
+                     });
+    const at::Tensor panel = buf.narrow(0, 0, m * in).view({m, in});  // [m, in] float32
+    y.narrow(1, r0, m).copy_(at::mm(x, panel.t()));                    // [n, m], rounded to bfloat16
+  }
+  return y;
 }
 
 at::Tensor rope_inv_freq(const Config& config) {

@@ -2,8 +2,10 @@
 // from the reduction length, int8 bit-identical to at::_int_mm in both weight layouts, odd sizes and tails (output
 // blocks, odd input rows, row chunks), every ISA path giving the same bits. Hidden cases ([.bench]) time them
 // against ATen on SmolLM2's shapes, one matrix at a time and over a whole pass with the weights out of cache.
+// Also the bfloat16 GEMM through float32 (detail::linear_bf16_via_float) that replaces ATen's where it is slow.
 #include <chrono>
 #include <cstdio>
+#include <tuple>
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -13,6 +15,7 @@
 #include "crossicl/core/error.h"
 #include "crossicl/core/isa.h"
 #include "detail/engine_gemv.h"
+#include "detail/engine_ops.h"
 
 using namespace crossicl;
 namespace d = crossicl::detail;
@@ -63,6 +66,33 @@ TEST_CASE("gemv reads weight row views (row stride above the width)", "[engine][
   CHECK_FALSE(d::gemv_applies(at::randn({5, 150}), w));  // more rows than a decode step: the GEMM
   CHECK_FALSE(d::gemv_applies(x, w.t().contiguous().t()));  // columns not contiguous
   CHECK_THROWS_AS(d::gemv(at::randn({5, 150}), w), InvalidArgument);
+}
+
+TEST_CASE("bfloat16 products through float32 match the exact product, in panels or whole", "[engine][gemv]") {
+  for (auto [n, out, in] : {std::tuple<std::int64_t, std::int64_t, std::int64_t>{5, 37, 300}, {64, 96, 576},
+                            {17, 130, 65}, {1, 3, 17}}) {
+    INFO("n=" << n << " out=" << out << " in=" << in);
+    const at::Tensor x = at::randn({n, in}, gen(n + in)).to(at::kBFloat16);
+    const at::Tensor w = at::randn({out, in}, gen(out + 5 * in)).to(at::kBFloat16);
+    const at::Tensor whole = d::linear_bf16_via_float(x, w);
+    REQUIRE(whole.scalar_type() == at::kBFloat16);
+    REQUIRE(whole.sizes() == at::IntArrayRef({n, out}));
+    check_close(whole, x, w);
+    // panels of 7 rows (a shorter last one), and of one row
+    check_close(d::linear_bf16_via_float(x, w, 7 * in), x, w);
+    check_close(d::linear_bf16_via_float(x, w, 1), x, w);
+    // a view whose rows are strided (w's first columns)
+    const at::Tensor wide = at::randn({out, in + 9}, gen(3 * out + in)).to(at::kBFloat16);
+    check_close(d::linear_bf16_via_float(x, wide.narrow(1, 0, in)), x, wide.narrow(1, 0, in));
+  }
+  CHECK_THROWS_WITH(d::linear_bf16_via_float(at::randn({2, 8}), at::randn({3, 8})),
+                    Catch::Contains("x [2, 8] and w [3, 8] are not bfloat16"));
+  CHECK_THROWS_AS(d::linear_bf16_via_float(at::randn({2, 8}).to(at::kBFloat16), at::randn({3, 9}).to(at::kBFloat16)),
+                  InvalidArgument);
+  // linear() takes this route for bfloat16 beyond the decode kernel's rows where ATen's bfloat16 GEMM is slow
+  const at::Tensor x = at::randn({9, 100}, gen(41)).to(at::kBFloat16), w = at::randn({20, 100}, gen(42)).to(at::kBFloat16);
+  if (!d::bf16_mm_is_fast()) CHECK(at::equal(d::linear(x, w), d::linear_bf16_via_float(x, w)));
+  check_close(d::linear(x, w), x, w);
 }
 
 TEST_CASE("gemv_into writes or adds to its output as gemv and add_ would, bit for bit", "[engine][gemv]") {
