@@ -25,6 +25,10 @@ at::Tensor linear(const at::Tensor& x,  // [n, in]
 /// torch.mm ran them at 100-190, and bfloat16 prefilled at a sixth of float32's speed.
 bool bf16_mm_is_fast();
 
+/// Rows [r0, r0 + m) of w (bfloat16 or int8 on the CPU, unit column stride) widened to float32, which is exact,
+/// into dst (m rows of w.size(1)), split over the intra-op threads.
+void widen_rows(const at::Tensor& w, std::int64_t r0, std::int64_t m, float* dst);
+
 /// x W^T of bfloat16 CPU tensors through float32 GEMMs: x and panels of W's rows (at most `panel_floats`
 /// elements each, in a buffer of the calling thread) widened to float32, which is exact, then each panel's product
 /// rounded to bfloat16 as ATen's bfloat16 GEMM rounds its float32 sums. The result differs from at::linear's by the

@@ -30,6 +30,32 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w) {
   return at::linear(x, w);                                   // [n, out]
 }
 
+void widen_rows(const at::Tensor& w, std::int64_t r0, std::int64_t m, float* dst) {
+  if (w.dim() != 2 || w.stride(1) != 1 || !w.device().is_cpu() || r0 < 0 || m < 0 || r0 + m > w.size(0) ||
+      (w.scalar_type() != at::kBFloat16 && w.scalar_type() != at::kChar))
+    throw InvalidArgument(fmt::format("widen_rows: rows [{}, {}) of a {}-d {} tensor [{}] (bfloat16 or int8 CPU rows "
+                                      "with unit column stride expected)", r0, r0 + m, w.dim(),
+                                      c10::toString(w.scalar_type()), fmt::join(w.sizes(), ", ")));
+  const std::int64_t in = w.size(1), ld = w.stride(0);
+  const bool bf16 = w.scalar_type() == at::kBFloat16;
+  const auto* bp = bf16 ? reinterpret_cast<const std::uint16_t*>(w.data_ptr<at::BFloat16>()) : nullptr;
+  const std::int8_t* qp = bf16 ? nullptr : w.data_ptr<std::int8_t>();
+  at::parallel_for(0, m, std::max<std::int64_t>(1, 16384 / std::max<std::int64_t>(1, in)),
+                   [&](std::int64_t a, std::int64_t b) {
+                     for (std::int64_t r = a; r < b; ++r) {
+                       float* d = dst + r * in;
+                       if (bf16) {  // bfloat16 bits to the high half
+                         const std::uint16_t* src = bp + (r0 + r) * ld;
+                         auto* du = reinterpret_cast<std::uint32_t*>(d);
+                         for (std::int64_t i = 0; i < in; ++i) du[i] = static_cast<std::uint32_t>(src[i]) << 16;
+                       } else {
+                         const std::int8_t* src = qp + (r0 + r) * ld;
+                         for (std::int64_t i = 0; i < in; ++i) d[i] = static_cast<float>(src[i]);
+                       }
+                     }
+                   });
+}
+
 bool bf16_mm_is_fast() {
 #if defined(__x86_64__) && defined(__GNUC__)
   static const bool fast = [] {
@@ -49,24 +75,15 @@ at::Tensor linear_bf16_via_float(const at::Tensor& x_in, const at::Tensor& w, st
     throw InvalidArgument(fmt::format("linear_bf16_via_float: x [{}] and w [{}] are not bfloat16 CPU matrices of one "
                                       "width with w's rows contiguous", fmt::join(x_in.sizes(), ", "),
                                       fmt::join(w.sizes(), ", ")));
-  const std::int64_t n = x_in.size(0), in = w.size(1), out = w.size(0), ld = w.stride(0);
+  const std::int64_t n = x_in.size(0), in = w.size(1), out = w.size(0);
   const at::Tensor x = x_in.to(at::kFloat);                // [n, in], exact
   at::Tensor y = at::empty({n, out}, x_in.options());      // [n, out] bfloat16
   const std::int64_t rows = std::max<std::int64_t>(1, std::min(out, panel_floats / std::max<std::int64_t>(1, in)));
   thread_local at::Tensor buf;  // a panel of W in float32, kept between calls
   if (!buf.defined() || buf.numel() < rows * in) buf = at::empty({rows * in}, x.options());
-  const auto* wp = reinterpret_cast<const std::uint16_t*>(w.data_ptr<at::BFloat16>());
-  auto* bp = reinterpret_cast<std::uint32_t*>(buf.data_ptr<float>());
   for (std::int64_t r0 = 0; r0 < out; r0 += rows) {
     const std::int64_t m = std::min(rows, out - r0);
-    at::parallel_for(0, m, std::max<std::int64_t>(1, 16384 / std::max<std::int64_t>(1, in)),
-                     [&](std::int64_t a, std::int64_t b) {  // bfloat16 bits to the high half: exact
-                       for (std::int64_t r = a; r < b; ++r) {
-                         const std::uint16_t* src = wp + (r0 + r) * ld;
-                         std::uint32_t* dst = bp + r * in;
-                         for (std::int64_t i = 0; i < in; ++i) dst[i] = static_cast<std::uint32_t>(src[i]) << 16;
-                       }
-                     });
+    widen_rows(w, r0, m, buf.data_ptr<float>());
     const at::Tensor panel = buf.narrow(0, 0, m * in).view({m, in});  // [m, in] float32
     y.narrow(1, r0, m).copy_(at::mm(x, panel.t()));                    // [n, m], rounded to bfloat16
   }

@@ -14,6 +14,7 @@
 #include "crossicl/core/error.h"
 #include "detail/engine_profile.h"
 #include "detail/engine_gemv.h"
+#include "detail/engine_ops.h"
 
 #define CROSSICL_ISA_BODY "engine/quant_body.inc"
 #include "detail/isa_instances.h"
@@ -135,15 +136,35 @@ void int8_mm_via_float(const at::Tensor& xq, const at::Tensor& w, const at::Tens
                                       fmt::join(out.sizes(), ", ")));
   // 1,024 products of magnitude <= 128^2 sum to at most 2^24: every partial sum is an exact float32 integer.
   constexpr std::int64_t kExactK = (std::int64_t{1} << 24) / (128 * 128);
-  const std::int64_t k = xq.size(1);
-  const at::Tensor xf = xq.to(at::kFloat), wf = w.to(at::kFloat);  // [n, k], [out, k]: the codes, exact
-  for (std::int64_t k0 = 0; k0 < k; k0 += kExactK) {
-    const std::int64_t kk = std::min(kExactK, k - k0);
-    const at::Tensor part = at::mm(xf.narrow(1, k0, kk), wf.narrow(1, k0, kk).t());  // [n, out] exact integers
-    if (k0 == 0)
-      out.copy_(part);
-    else
-      out.add_(part.to(at::kInt));
+  const std::int64_t k = xq.size(1), m = w.size(0);
+  const at::Tensor xf = xq.to(at::kFloat);  // [n, k]: the codes, exact
+  // [rows, k] codes of w as float32: [out, in] rows widened a panel of up to 4M at a time into a buffer of the
+  // calling thread (ATen's to(kFloat) of a whole weight took ~5 % of an int8 prefill); [in, out] rows (CPUs with
+  // VNNI, where this path is not taken in the engine) through ATen whole
+  const std::int64_t rows = w.stride(1) == 1 ? std::max<std::int64_t>(1, std::min(m, (std::int64_t{4} << 20) / k)) : m;
+  thread_local at::Tensor buf;
+  at::Tensor wf;
+  if (w.stride(1) != 1) {
+    wf = w.to(at::kFloat);
+  } else if (!buf.defined() || buf.numel() < rows * k) {
+    buf = at::empty({rows * k}, xf.options());
+  }
+  for (std::int64_t r0 = 0; r0 < m; r0 += rows) {
+    const std::int64_t mr = std::min(rows, m - r0);
+    at::Tensor panel = wf;  // [mr, k]
+    if (w.stride(1) == 1) {
+      widen_rows(w, r0, mr, buf.data_ptr<float>());
+      panel = buf.narrow(0, 0, mr * k).view({mr, k});
+    }
+    at::Tensor dst = out.narrow(1, r0, mr);  // [n, mr] int32
+    for (std::int64_t k0 = 0; k0 < k; k0 += kExactK) {
+      const std::int64_t kk = std::min(kExactK, k - k0);
+      const at::Tensor part = at::mm(xf.narrow(1, k0, kk), panel.narrow(1, k0, kk).t());  // [n, mr] exact integers
+      if (k0 == 0)
+        dst.copy_(part);
+      else
+        dst.add_(part.to(at::kInt));
+    }
   }
 }
 

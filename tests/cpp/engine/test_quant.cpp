@@ -138,19 +138,24 @@ TEST_CASE("int8 Linear rows are bit-identical whatever the batch around them and
 TEST_CASE("int8_mm_via_float equals at::_int_mm bit for bit, extreme codes and inner slices included",
           "[engine][quant]") {
   // k = 2,100: slices of 1,024, 1,024 and 52; rows of -128 codes in x and w put out[0][0]'s full slices at their
-  // 2^24 bound, and a row of 127 against -128 the negative end
-  for (const std::int64_t k : {std::int64_t{2100}, std::int64_t{576}}) {
+  // 2^24 bound, and a row of 127 against -128 the negative end. Both weight layouts; 2,100 x 2,100 [out, in] rows
+  // are two panels of the widened weights (4M floats: 1,997 rows, then 103)
+  for (const auto [k, m] : {std::pair<std::int64_t, std::int64_t>{2100, 33}, {576, 33}, {2100, 2100}}) {
+    INFO("k=" << k << " out=" << m);
     at::Tensor xq = at::randint(-128, 128, {7, k}, gen(11)).to(at::kChar);
-    at::Tensor wq = at::randint(-128, 128, {33, k}, gen(12)).to(at::kChar);
+    at::Tensor wq = at::randint(-128, 128, {m, k}, gen(12)).to(at::kChar);
     xq.narrow(0, 0, 1).fill_(-128);
     wq.narrow(0, 0, 1).fill_(-128);
     xq.narrow(0, 1, 1).fill_(127);
     wq.narrow(0, 1, 1).fill_(-128);
+    const at::Tensor want = at::_int_mm(xq, wq.t());
     const at::Tensor wt = wq.t().contiguous().t();  // the engine's [out, in] view of [in, out] rows
-    at::Tensor out = at::empty({7, 33}, at::kInt);
-    quant::int8_mm_via_float(xq, wt, out);
-    CHECK(at::equal(out, at::_int_mm(xq, wq.t())));
-    CHECK(out[0][0].item<std::int64_t>() == k * 128 * 128);
+    for (const at::Tensor& w : {wq, wt}) {
+      at::Tensor out = at::empty({7, m}, at::kInt);
+      quant::int8_mm_via_float(xq, w, out);
+      CHECK(at::equal(out, want));
+      CHECK(out[0][0].item<std::int64_t>() == k * 128 * 128);
+    }
   }
   at::Tensor bad = at::empty({7, 32}, at::kInt);
   CHECK_THROWS_AS(quant::int8_mm_via_float(at::zeros({7, 8}, at::kChar), at::zeros({33, 8}, at::kChar), bad),
