@@ -24,7 +24,7 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w) {
   if (gemv_applies(x, w)) return gemv(x, w);                 // [n, out]: decode steps on the CPU
   if (x.device().is_cpu() && x.scalar_type() == at::kBFloat16 && w.scalar_type() == at::kBFloat16 &&
-      x.dim() == 2 && w.dim() == 2 && !bf16_mm_is_fast())
+      x.dim() == 2 && w.dim() == 2 && w.stride(1) == 1 && !bf16_mm_is_fast())
     return linear_bf16_via_float(x, w);                      // [n, out]
   if (x.size(0) == 1) return at::mv(w, x[0]).unsqueeze(0);  // [1, out]
   return at::linear(x, w);                                   // [n, out]
