@@ -32,9 +32,15 @@ with the prefix cache on (W1, W2, W3) and off (prefill, W1); llama.cpp on a Q8_0
 float32 tensors with gguf's quantiser (extra buffer types off, as for Q4_1); CTranslate2 converted with
 quantization="int8" and run with compute type int8_float32.
 
+bfloat16 (float32 models only): the same float32 tensors at bfloat16 in every engine: crossicl
+Engine(dtype="bfloat16") with the prefix cache on and off, as for int8; HF loaded with dtype=torch.bfloat16;
+llama.cpp on a BF16 GGUF; CTranslate2 converted with quantization="bfloat16". A table of W1, prefill and decode at
+float32 / bfloat16 / int8 per engine follows the model's tables.
+
 Each engine runs in its own subprocess (`--worker`), so peak RSS (ru_maxrss) is its own; the table also gives
 the RSS above the process's RSS after imports. Baseline names for --skip: hf, hf-batched, hf-score, llamacpp,
-llamacpp-q4, llamacpp-q8, ct2, ct2-int8, crossicl-nocache, crossicl-int8, crossicl-int8-nocache.
+llamacpp-q4, llamacpp-q8, ct2, ct2-int8, crossicl-nocache, crossicl-int8, crossicl-int8-nocache, crossicl-bf16,
+crossicl-bf16-nocache, hf-bf16, llamacpp-bf16, ct2-bf16.
 """
 from __future__ import annotations
 
@@ -52,7 +58,13 @@ import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 BASELINES = ["hf", "hf-batched", "hf-score", "llamacpp", "llamacpp-q4", "llamacpp-q8", "ct2", "ct2-int8",
-             "crossicl-nocache", "crossicl-int8", "crossicl-int8-nocache"]
+             "crossicl-nocache", "crossicl-int8", "crossicl-int8-nocache", "crossicl-bf16", "crossicl-bf16-nocache",
+             "hf-bf16", "llamacpp-bf16", "ct2-bf16"]
+# the runs of a float32 model at another precision: name -> (what it is run as, the precision)
+VARIANTS = {"crossicl-int8": ("crossicl", "int8"), "crossicl-int8-nocache": ("crossicl-nocache", "int8"),
+            "llamacpp-q8": ("llamacpp", "int8"), "ct2-int8": ("ct2", "int8"),
+            "crossicl-bf16": ("crossicl", "bfloat16"), "crossicl-bf16-nocache": ("crossicl-nocache", "bfloat16"),
+            "hf-bf16": ("hf", "bfloat16"), "llamacpp-bf16": ("llamacpp", "bfloat16"), "ct2-bf16": ("ct2", "bfloat16")}
 TINYLLAMA = dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
                  num_key_value_heads=4, vocab_size=49152, max_position_embeddings=2048, rms_norm_eps=1e-5,
                  tie_word_embeddings=False)
@@ -205,8 +217,10 @@ def prepare_models(work: pathlib.Path, names: list[str]) -> dict:
     if "smollm2" in names:
         g = smollm2_gguf(work, "f32")
         g8 = smollm2_gguf(work, "q8_0")
+        g16 = smollm2_gguf(work, "bf16")
         out["smollm2"] = dict(label="SmolLM2-135M-Instruct (Q4_1 dequantised, float32)", hf_dir=str(smol),
-                              dtype="float32", gguf=str(g), gguf_q4=q4, gguf_q8=str(g8), random=False)
+                              dtype="float32", gguf=str(g), gguf_q4=q4, gguf_q8=str(g8), gguf_bf16=str(g16),
+                              random=False)
     if "tinyllama" in names:
         tl = work / "tinyllama-shape-random-bf16"
         if not (tl / "config.json").exists():
@@ -229,7 +243,7 @@ def prepare_models(work: pathlib.Path, names: list[str]) -> dict:
             write_gguf(tl, g, q4, "bfloat16")
         out["tinyllama"] = dict(label="random LLaMA, TinyLlama-1.1B shape, vocab 49152 (bfloat16)",
                                 hf_dir=str(tl), dtype="bfloat16", gguf=str(g), gguf_q4=None, gguf_q8=None,
-                                random=True)
+                                gguf_bf16=None, random=True)
     return out
 
 
@@ -292,14 +306,15 @@ def _timed(fn):
     return r, time.perf_counter() - t0
 
 
-def worker_crossicl(spec: dict, cache: bool, quantize: str = "none") -> dict:
-    import inspect
+def worker_crossicl(spec: dict, cache: bool, quantize: str = "none", dtype: str | None = None) -> dict:
+    """crossicl on spec's model; quantize="int8" or dtype="bfloat16" runs it at that precision instead of its own.
+    Without the cache such a run measures prefill and W1 only (the W2/W3 baselines are the model's own)."""
     import torch
     import crossicl
     base = rss_kb()
     T, rand = spec["threads"], spec["random"]
     torch.set_num_threads(T)
-    kw = dict(dtype=spec["dtype"], threads=T)
+    kw = dict(dtype=dtype or spec["dtype"], threads=T)
     has_cache_api = "cache_bytes" in (crossicl.Engine.__init__.__doc__ or "")
     if has_cache_api and not cache:
         kw["cache_bytes"] = 0
@@ -321,8 +336,9 @@ def worker_crossicl(spec: dict, cache: bool, quantize: str = "none") -> dict:
     res["w1"] = dict(seconds=t, outputs=[list(o.token_ids) for o in outs])
     if hasattr(eng, "clear_cache"):
         eng.clear_cache()  # W2 starts cold: no reuse of W1's prompts
-    if quantize != "none" and not cache:
-        pass  # the int8 run without the cache measures prefill and W1 only (W2/W3 baselines are float32's)
+    variant = quantize != "none" or dtype is not None
+    if variant and not cache:
+        pass  # prefill and W1 only
     elif cache:
         if res["api"]["score_batch"]:
             _, t = _timed(lambda: eng.score_batch([r["text"] for r in w1], [r["labels"] for r in w1]))
@@ -335,7 +351,7 @@ def worker_crossicl(spec: dict, cache: bool, quantize: str = "none") -> dict:
         res["w2"] = dict(seconds=t, how="score(prompt, [label]) per label, cache off")
     if hasattr(eng, "clear_cache"):
         eng.clear_cache()
-    if quantize == "none" or cache:
+    if not variant or cache:
         _, t = _timed(lambda: eng.generate([r["ids"] for r in w3], **gkw))
         res["w3"] = dict(seconds=t, tokens=sum(len(r["ids"]) for r in w3))
     if res["api"]["cache_stats"]:
@@ -355,11 +371,11 @@ def worker_crossicl(spec: dict, cache: bool, quantize: str = "none") -> dict:
     return res
 
 
-def _hf_load(spec):
+def _hf_load(spec, dtype: str | None = None):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     torch.set_num_threads(spec["threads"])
-    dt = torch.float32 if spec["dtype"] == "float32" else torch.bfloat16
+    dt = torch.float32 if (dtype or spec["dtype"]) == "float32" else torch.bfloat16
     m = AutoModelForCausalLM.from_pretrained(spec["hf_dir"], dtype=dt).eval()
     return m, AutoTokenizer.from_pretrained(spec["hf_dir"])
 
@@ -370,10 +386,10 @@ def _hf_gen_kw(spec, tok):
     return dict(max_new_tokens=MAX_NEW, do_sample=False, stop_strings=["\n"], tokenizer=tok)
 
 
-def worker_hf(spec: dict) -> dict:
+def worker_hf(spec: dict, dtype: str | None = None) -> dict:
     import torch
     base = rss_kb()
-    m, tok = _hf_load(spec)
+    m, tok = _hf_load(spec, dtype)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     res = dict(rss_base_kb=base)
     w1 = spec["w1"]
@@ -481,7 +497,7 @@ def worker_llamacpp(spec: dict, quant: str | None) -> dict:
     base = rss_kb()
     T = spec["threads"]
     path = spec[f"gguf_{quant}"] if quant else spec["gguf"]
-    if quant:
+    if quant in ("q4", "q8"):
         llamacpp_without_extra_bufts()
     llm = llama_cpp.Llama(model_path=path, n_ctx=2048, n_batch=512, n_ubatch=512, n_threads=T,
                           n_threads_batch=T, verbose=False)
@@ -523,27 +539,32 @@ def worker_llamacpp(spec: dict, quant: str | None) -> dict:
     return res
 
 
-def worker_ct2_convert(spec: dict, int8: bool = False) -> dict:
+CT2_SUFFIX = {None: "", "int8": "-int8", "bfloat16": "-bf16"}  # what CTranslate2 converts to -> its directory
+
+
+def worker_ct2_convert(spec: dict, quant: str | None = None) -> dict:
+    """spec's model converted for CTranslate2 (once) as quant: None (the model's own dtype), "int8", "bfloat16"."""
     import ctranslate2
-    out = spec["ct2_dir"] + ("-int8" if int8 else "")
+    out = spec["ct2_dir"] + CT2_SUFFIX[quant]
     if not os.path.exists(os.path.join(out, "model.bin")):
-        q = "int8" if int8 else "float32" if spec["dtype"] == "float32" else "bfloat16"
+        q = quant or ("float32" if spec["dtype"] == "float32" else "bfloat16")
         ctranslate2.converters.TransformersConverter(spec["hf_dir"], low_cpu_mem_usage=True).convert(
             out, quantization=q, force=True)
     return dict(dir=out)
 
 
-def worker_ct2(spec: dict, int8: bool = False) -> dict:
+def worker_ct2(spec: dict, quant: str | None = None) -> dict:
     import ctranslate2
     from transformers import AutoTokenizer
     base = rss_kb()
     tok = AutoTokenizer.from_pretrained(spec["hf_dir"])
     # CTranslate2's CPU backend refuses bfloat16 compute where it has no bf16 GEMM for the CPU ("do not support
     # efficient bfloat16 computation"); it then runs the bf16 weights in float32, reported in the row's label
-    ct = "int8_float32" if int8 else "float32" if spec["dtype"] == "float32" else "bfloat16"
+    ct = {"int8": "int8_float32", "bfloat16": "bfloat16"}.get(quant) or \
+        ("float32" if spec["dtype"] == "float32" else "bfloat16")
     if ct not in ctranslate2.get_supported_compute_types("cpu"):
         ct = "float32"
-    gen = ctranslate2.Generator(spec["ct2_dir"] + ("-int8" if int8 else ""), device="cpu", compute_type=ct, inter_threads=1,
+    gen = ctranslate2.Generator(spec["ct2_dir"] + CT2_SUFFIX[quant], device="cpu", compute_type=ct, inter_threads=1,
                                 intra_threads=spec["threads"])
     w1 = spec["w1"]
     toks = [tok.convert_ids_to_tokens(r["ids"]) for r in w1]
@@ -566,11 +587,15 @@ WORKERS = {
     "crossicl-nocache": lambda s: worker_crossicl(s, cache=False),
     "crossicl-int8": lambda s: worker_crossicl(s, cache=True, quantize="int8"),
     "crossicl-int8-nocache": lambda s: worker_crossicl(s, cache=False, quantize="int8"),
-    "hf": worker_hf, "hf-batched": worker_hf_batched, "hf-score": worker_hf_score,
+    "crossicl-bf16": lambda s: worker_crossicl(s, cache=True, dtype="bfloat16"),
+    "crossicl-bf16-nocache": lambda s: worker_crossicl(s, cache=False, dtype="bfloat16"),
+    "hf": worker_hf, "hf-bf16": lambda s: worker_hf(s, "bfloat16"), "hf-batched": worker_hf_batched, "hf-score": worker_hf_score,
     "llamacpp": lambda s: worker_llamacpp(s, None), "llamacpp-q4": lambda s: worker_llamacpp(s, "q4"),
-    "llamacpp-q8": lambda s: worker_llamacpp(s, "q8"),
+    "llamacpp-q8": lambda s: worker_llamacpp(s, "q8"), "llamacpp-bf16": lambda s: worker_llamacpp(s, "bf16"),
     "ct2-convert": worker_ct2_convert, "ct2": worker_ct2,
-    "ct2-int8-convert": lambda s: worker_ct2_convert(s, int8=True), "ct2-int8": lambda s: worker_ct2(s, int8=True),
+    "ct2-int8-convert": lambda s: worker_ct2_convert(s, "int8"), "ct2-int8": lambda s: worker_ct2(s, "int8"),
+    "ct2-bf16-convert": lambda s: worker_ct2_convert(s, "bfloat16"),
+    "ct2-bf16": lambda s: worker_ct2(s, "bfloat16"),
 }
 
 
@@ -648,6 +673,10 @@ def report_model(key: str, m: dict, res: dict, spec: dict, bw: float) -> tuple[l
         s, t = g(name, part, "seconds"), g(name, part, "tokens")
         return None if s is None or not s else t / s
 
+    def dec_rate(name):
+        s = g(name, "decode", "seconds")
+        return None if not s else DECODE_N / s
+
     ref = g("hf", "w1", "outputs")
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(m["hf_dir"])
@@ -662,10 +691,17 @@ def report_model(key: str, m: dict, res: dict, spec: dict, bw: float) -> tuple[l
              ("llamacpp", f"llama.cpp {'F32' if m['dtype'] == 'float32' else 'BF16'} GGUF"),
              ("llamacpp-q4", "llama.cpp Q4_1 GGUF (original; AMX repacking off)"),
              ("ct2", f"CTranslate2 (batch 8, {(res.get('ct2') or {}).get('compute_type', m['dtype'])} compute)"),
+             ("crossicl-bf16", "crossicl bfloat16 (prefix cache on)"),
+             ("crossicl-bf16-nocache", "crossicl bfloat16 (prefix cache off)"),
+             ("hf-bf16", "HF bfloat16, one generate per prompt"),
+             ("llamacpp-bf16", "llama.cpp BF16 GGUF (same weights)"),
+             ("ct2-bf16", f"CTranslate2 bfloat16 weights (batch 8, "
+                          f"{(res.get('ct2-bf16') or {}).get('compute_type', 'bfloat16')} compute)"),
              ("crossicl-int8", "crossicl int8 W8A8 (prefix cache on)"),
              ("crossicl-int8-nocache", "crossicl int8 W8A8 (prefix cache off)"),
              ("llamacpp-q8", "llama.cpp Q8_0 GGUF (same weights; AMX repacking off)"),
-             ("ct2-int8", f"CTranslate2 int8 (batch 8, {(res.get('ct2-int8') or {}).get('compute_type', 'int8')})")]
+             ("ct2-int8", f"CTranslate2 int8 (batch 8, "
+                          f"{(res.get('ct2-int8') or {}).get('compute_type', 'int8')})")]
     for name, label in names:
         r = res.get(name)
         if r is None:
@@ -687,7 +723,7 @@ def report_model(key: str, m: dict, res: dict, spec: dict, bw: float) -> tuple[l
     # decode bound from the bandwidth measured next to crossicl's decode (in its worker); the run's figure otherwise
     bw_dec = g(cx, "decode", "bandwidth") or bw
     bound = bw_dec / rbytes
-    dec_cx = None if not g(cx, "decode", "seconds") else DECODE_N / g(cx, "decode", "seconds")
+    dec_cx = dec_rate(cx)
 
     def ratio(a, b):
         return None if a is None or b is None or b == 0 else a / b
@@ -741,6 +777,8 @@ def report_model(key: str, m: dict, res: dict, spec: dict, bw: float) -> tuple[l
              f"{q8_budget / 2**20:,.0f} MiB)",
              None if q8_rss is None or not q8_wbytes else q8_rss / (q8_wbytes + q8_budget), None),
         ]
+    if m["dtype"] == "float32" and any(res.get(v) for v in VARIANTS):
+        rows += precision_ratios(g, pps, dec_rate)
     lines += ["", "| ratio (crossicl / other) | measured | target | met |", "|---|---|---|---|"]
     summary = {}
     for label, v, target in rows:
@@ -762,7 +800,71 @@ def report_model(key: str, m: dict, res: dict, spec: dict, bw: float) -> tuple[l
     if api:
         lines += [f"Engine API present: {json.dumps(api)}."]
     lines.append("")
+    if m["dtype"] == "float32" and any(res.get(v) for v in VARIANTS):
+        lines += precision_table(res, g, pps, tps, dec_rate, ref, tok)
     return lines, summary
+
+
+PRECISIONS = ["float32", "bfloat16", "int8"]
+
+
+def precision_table(res, g, pps, tps, dec_rate, ref, tok) -> list[str]:
+    """One row per engine, its W1, prefill and decode at float32 / bfloat16 / int8 side by side (a float32 model's
+    VARIANTS); prefill comes from crossicl's runs without the prefix cache."""
+    def run(base, precision):
+        if precision == "float32":
+            return base
+        return next((v for v, (b, p) in VARIANTS.items() if b == base and p == precision), None)
+
+    def cells(base, f):
+        return " / ".join(fmt(f(n)) if n and res.get(n) and "error" not in res[n] else "–"
+                          for n in (run(base, p) for p in PRECISIONS))
+
+    def agree(n):
+        return None if n == "hf" else agreement(g(n, "w1", "outputs"), ref, tok)
+    lines = ["#### float32 / bfloat16 / int8 in every engine (same tensors)", "",
+             "| engine | W1 prompts/s | prefill tokens/s | decode tokens/s (batch 1) | "
+             "greedy = HF float32 (%) |", "|---|---|---|---|---|"]
+    for base, pre, label in [("crossicl", "crossicl-nocache", "crossicl (W1 with the prefix cache)"),
+                             ("hf", "hf", "HF, one generate per prompt"),
+                             ("llamacpp", "llamacpp", "llama.cpp (F32 / BF16 / Q8_0)"),
+                             ("ct2", "ct2", "CTranslate2 (batch 8)")]:
+        if not any(res.get(run(base, p)) for p in PRECISIONS):
+            continue
+        ag = " / ".join("–" if a is None else f"{100 * a:.0f}" for a in
+                        (agree(n) if n and res.get(n) and "error" not in res[n] else None
+                         for n in (run(base, p) for p in PRECISIONS)))
+        lines.append(f"| {label} | {cells(base, pps)} | {cells(pre, lambda n: tps(n, 'prefill'))} | "
+                     f"{cells(base, dec_rate)} | {ag} |")
+    return lines + [""]
+
+
+def precision_ratios(g, pps, dec_rate) -> list[tuple]:
+    """The rows of the ratio table that compare bfloat16 and int8 runs of a float32 model (issues 18 and 21)."""
+    def ratio(a, b):
+        return None if a is None or b is None or b == 0 else a / b
+
+    def bound(name, nbytes):  # tokens/s at the copy bandwidth measured next to that worker's decode
+        bw = g(name, "decode", "bandwidth")
+        return None if not bw or not nbytes else bw / nbytes
+    rows = []
+    for name, other, label in [("crossicl", "llamacpp", "float32 decode vs llama.cpp F32"),
+                               ("crossicl-bf16", "llamacpp-bf16", "bfloat16 decode vs llama.cpp BF16"),
+                               ("crossicl-int8", "llamacpp-q8", "int8 decode vs llama.cpp Q8_0")]:
+        rows.append((f"{label} (tokens/s, batch 1)", ratio(dec_rate(name), dec_rate(other)), 1.0))
+    bf = "crossicl-bf16"
+    rows += [
+        ("bfloat16 decode vs bandwidth bound (crossicl's bfloat16 weight bytes)",
+         ratio(dec_rate(bf), bound(bf, g(bf, "weight_bytes"))), 0.9),
+        ("int8 decode vs bandwidth bound (crossicl's int8 weight bytes)",
+         ratio(dec_rate("crossicl-int8"), bound("crossicl-int8", g("crossicl-int8", "weight_bytes"))), None),
+        ("int8 decode vs crossicl float32 decode (tokens/s)", ratio(dec_rate("crossicl-int8"), dec_rate("crossicl")),
+         3.0),
+        ("bfloat16 W1 vs llama.cpp BF16 (prompts/s)", ratio(pps(bf), pps("llamacpp-bf16")), None),
+        ("bfloat16 W1 vs HF bfloat16 per-prompt (prompts/s)", ratio(pps(bf), pps("hf-bf16")), None),
+        ("bfloat16 W1 vs crossicl float32 (prompts/s, both cache on)", ratio(pps(bf), pps("crossicl")), None),
+    ]
+    return rows
 
 
 def main():
@@ -836,12 +938,13 @@ def main():
             sp = tmp / f"{key}.json"
             sp.write_text(json.dumps(spec))
             res = {}
-            for name in ["crossicl", "crossicl-nocache", "crossicl-int8", "crossicl-int8-nocache", "hf",
-                         "hf-batched", "hf-score", "llamacpp", "llamacpp-q4", "llamacpp-q8", "ct2", "ct2-int8"]:
-                if name in skip or (name in ("llamacpp-q4", "llamacpp-q8") and not m[f"gguf_{name[-2:]}"]):
+            for name in ["crossicl", "crossicl-nocache", "crossicl-bf16", "crossicl-bf16-nocache", "crossicl-int8",
+                         "crossicl-int8-nocache", "hf", "hf-bf16", "hf-batched", "hf-score", "llamacpp",
+                         "llamacpp-bf16", "llamacpp-q4", "llamacpp-q8", "ct2", "ct2-bf16", "ct2-int8"]:
+                if name in skip or (name.startswith("llamacpp-") and not m[f"gguf_{name.split('-')[1]}"]):
                     continue
-                if name.startswith("crossicl-int8") and m["dtype"] != "float32":
-                    continue  # int8 quantises float32 weights
+                if name in VARIANTS and m["dtype"] != "float32":
+                    continue  # the other precisions are made from float32 weights
                 if name.startswith("ct2"):
                     c = run_worker(name + "-convert", sp, tmp, args.timeout)
                     if "error" in c:
