@@ -57,9 +57,10 @@ import tempfile
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-BASELINES = ["hf", "hf-batched", "hf-score", "llamacpp", "llamacpp-q4", "llamacpp-q8", "ct2", "ct2-int8",
-             "crossicl-nocache", "crossicl-int8", "crossicl-int8-nocache", "crossicl-bf16", "crossicl-bf16-nocache",
-             "hf-bf16", "llamacpp-bf16", "ct2-bf16"]
+# the engines run beside crossicl (prefix cache on, always run), in the order they run
+BASELINES = ["crossicl-nocache", "crossicl-bf16", "crossicl-bf16-nocache", "crossicl-int8", "crossicl-int8-nocache",
+             "hf", "hf-bf16", "hf-batched", "hf-score", "llamacpp", "llamacpp-bf16", "llamacpp-q4", "llamacpp-q8",
+             "ct2", "ct2-bf16", "ct2-int8"]
 # the runs of a float32 model at another precision: name -> (what it is run as, the precision)
 VARIANTS = {"crossicl-int8": ("crossicl", "int8"), "crossicl-int8-nocache": ("crossicl-nocache", "int8"),
             "llamacpp-q8": ("llamacpp", "int8"), "ct2-int8": ("ct2", "int8"),
@@ -336,17 +337,15 @@ def worker_crossicl(spec: dict, cache: bool, quantize: str = "none", dtype: str 
     res["w1"] = dict(seconds=t, outputs=[list(o.token_ids) for o in outs])
     if hasattr(eng, "clear_cache"):
         eng.clear_cache()  # W2 starts cold: no reuse of W1's prompts
-    variant = quantize != "none" or dtype is not None
-    if variant and not cache:
-        pass  # prefill and W1 only
-    elif cache:
+    variant = quantize != "none" or dtype is not None  # without the cache: prefill and W1 only
+    if cache:
         if res["api"]["score_batch"]:
             _, t = _timed(lambda: eng.score_batch([r["text"] for r in w1], [r["labels"] for r in w1]))
             res["w2"] = dict(seconds=t, how="score_batch")
         else:
             _, t = _timed(lambda: [eng.score(r["text"], r["labels"]) for r in w1])
             res["w2"] = dict(seconds=t, how="score per prompt")
-    else:
+    elif not variant:
         _, t = _timed(lambda: [eng.score(r["text"], [lab]) for r in w1 for lab in r["labels"]])
         res["w2"] = dict(seconds=t, how="score(prompt, [label]) per label, cache off")
     if hasattr(eng, "clear_cache"):
@@ -589,7 +588,8 @@ WORKERS = {
     "crossicl-int8-nocache": lambda s: worker_crossicl(s, cache=False, quantize="int8"),
     "crossicl-bf16": lambda s: worker_crossicl(s, cache=True, dtype="bfloat16"),
     "crossicl-bf16-nocache": lambda s: worker_crossicl(s, cache=False, dtype="bfloat16"),
-    "hf": worker_hf, "hf-bf16": lambda s: worker_hf(s, "bfloat16"), "hf-batched": worker_hf_batched, "hf-score": worker_hf_score,
+    "hf": worker_hf, "hf-bf16": lambda s: worker_hf(s, "bfloat16"),
+    "hf-batched": worker_hf_batched, "hf-score": worker_hf_score,
     "llamacpp": lambda s: worker_llamacpp(s, None), "llamacpp-q4": lambda s: worker_llamacpp(s, "q4"),
     "llamacpp-q8": lambda s: worker_llamacpp(s, "q8"), "llamacpp-bf16": lambda s: worker_llamacpp(s, "bf16"),
     "ct2-convert": worker_ct2_convert, "ct2": worker_ct2,
@@ -622,6 +622,10 @@ def run_worker(name: str, spec_path: pathlib.Path, tmp: pathlib.Path, timeout: i
 
 def fmt(x, nd=1):
     return "–" if x is None else f"{x:,.{nd}f}"
+
+
+def ratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
 
 
 def agreement(a, b, tok):
@@ -724,9 +728,6 @@ def report_model(key: str, m: dict, res: dict, spec: dict, bw: float) -> tuple[l
     bw_dec = g(cx, "decode", "bandwidth") or bw
     bound = bw_dec / rbytes
     dec_cx = dec_rate(cx)
-
-    def ratio(a, b):
-        return None if a is None or b is None or b == 0 else a / b
     pre_cx = tps("crossicl-nocache", "prefill")
     w2_cx = g(cx, "w2", "seconds")
     w2_one = g("crossicl-nocache", "w2", "seconds")
@@ -777,7 +778,8 @@ def report_model(key: str, m: dict, res: dict, spec: dict, bw: float) -> tuple[l
              f"{q8_budget / 2**20:,.0f} MiB)",
              None if q8_rss is None or not q8_wbytes else q8_rss / (q8_wbytes + q8_budget), None),
         ]
-    if m["dtype"] == "float32" and any(res.get(v) for v in VARIANTS):
+    precisions = m["dtype"] == "float32" and any(res.get(v) for v in VARIANTS)
+    if precisions:
         rows += precision_ratios(g, pps, dec_rate)
     lines += ["", "| ratio (crossicl / other) | measured | target | met |", "|---|---|---|---|"]
     summary = {}
@@ -800,7 +802,7 @@ def report_model(key: str, m: dict, res: dict, spec: dict, bw: float) -> tuple[l
     if api:
         lines += [f"Engine API present: {json.dumps(api)}."]
     lines.append("")
-    if m["dtype"] == "float32" and any(res.get(v) for v in VARIANTS):
+    if precisions:
         lines += precision_table(res, g, pps, tps, dec_rate, ref, tok)
     return lines, summary
 
@@ -816,12 +818,14 @@ def precision_table(res, g, pps, tps, dec_rate, ref, tok) -> list[str]:
             return base
         return next((v for v, (b, p) in VARIANTS.items() if b == base and p == precision), None)
 
+    def ran(n):
+        return bool(n and res.get(n) and "error" not in res[n])
+
     def cells(base, f):
-        return " / ".join(fmt(f(n)) if n and res.get(n) and "error" not in res[n] else "–"
-                          for n in (run(base, p) for p in PRECISIONS))
+        return " / ".join(fmt(f(n)) if ran(n) else "–" for n in (run(base, p) for p in PRECISIONS))
 
     def agree(n):
-        return None if n == "hf" else agreement(g(n, "w1", "outputs"), ref, tok)
+        return None if n == "hf" or not ran(n) else agreement(g(n, "w1", "outputs"), ref, tok)
     lines = ["#### float32 / bfloat16 / int8 in every engine (same tensors)", "",
              "| engine | W1 prompts/s | prefill tokens/s | decode tokens/s (batch 1) | "
              "greedy = HF float32 (%) |", "|---|---|---|---|---|"]
@@ -831,9 +835,7 @@ def precision_table(res, g, pps, tps, dec_rate, ref, tok) -> list[str]:
                              ("ct2", "ct2", "CTranslate2 (batch 8)")]:
         if not any(res.get(run(base, p)) for p in PRECISIONS):
             continue
-        ag = " / ".join("–" if a is None else f"{100 * a:.0f}" for a in
-                        (agree(n) if n and res.get(n) and "error" not in res[n] else None
-                         for n in (run(base, p) for p in PRECISIONS)))
+        ag = " / ".join("–" if a is None else f"{100 * a:.0f}" for a in (agree(run(base, p)) for p in PRECISIONS))
         lines.append(f"| {label} | {cells(base, pps)} | {cells(pre, lambda n: tps(n, 'prefill'))} | "
                      f"{cells(base, dec_rate)} | {ag} |")
     return lines + [""]
@@ -841,9 +843,6 @@ def precision_table(res, g, pps, tps, dec_rate, ref, tok) -> list[str]:
 
 def precision_ratios(g, pps, dec_rate) -> list[tuple]:
     """The rows of the ratio table that compare bfloat16 and int8 runs of a float32 model (issues 18 and 21)."""
-    def ratio(a, b):
-        return None if a is None or b is None or b == 0 else a / b
-
     def bound(name, nbytes):  # tokens/s at the copy bandwidth measured next to that worker's decode
         bw = g(name, "decode", "bandwidth")
         return None if not bw or not nbytes else bw / nbytes
@@ -938,9 +937,7 @@ def main():
             sp = tmp / f"{key}.json"
             sp.write_text(json.dumps(spec))
             res = {}
-            for name in ["crossicl", "crossicl-nocache", "crossicl-bf16", "crossicl-bf16-nocache", "crossicl-int8",
-                         "crossicl-int8-nocache", "hf", "hf-bf16", "hf-batched", "hf-score", "llamacpp",
-                         "llamacpp-bf16", "llamacpp-q4", "llamacpp-q8", "ct2", "ct2-bf16", "ct2-int8"]:
+            for name in ["crossicl"] + BASELINES:
                 if name in skip or (name.startswith("llamacpp-") and not m[f"gguf_{name.split('-')[1]}"]):
                     continue
                 if name in VARIANTS and m["dtype"] != "float32":
