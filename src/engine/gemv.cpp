@@ -1,8 +1,10 @@
 #include "detail/engine_gemv.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #if defined(__x86_64__)
@@ -31,6 +33,55 @@ std::int64_t row_grain(std::int64_t row_bytes) {
   return std::max<std::int64_t>(4, (std::int64_t{64} << 10) / std::max<std::int64_t>(1, row_bytes));
 }
 
+// Chunks per thread of a product's rows in parallel_rows: a thread's share is decided to within one chunk.
+constexpr std::int64_t kChunksPerThread = 16;
+
+// fn(o0, o1) over the rows [0, rows), a contiguous share per thread, which it runs from its front in chunks of
+// whole 4-row blocks (at least row_grain(row_bytes) rows each); a thread that is done takes chunks from the back of
+// the others' shares. So each thread streams one run of rows, as a fixed split does, and a slower thread hands its
+// last chunks to a faster one. With a fixed half per thread the vCPUs of a 2-vCPU AMD EPYC VM streamed their halves
+// at speeds up to 12 % apart, and one thread or the other waited at the join for 6-10 % of a bfloat16 decode step;
+// with the shares, 2-3 % (perf, SmolLM2-135M).
+template <class F>
+void parallel_rows(std::int64_t rows, std::int64_t row_bytes, const F& fn) {
+  const std::int64_t threads = std::max(1, at::get_num_threads());
+  const std::int64_t even = (rows + threads * kChunksPerThread - 1) / (threads * kChunksPerThread);
+  const std::int64_t chunk = (std::max(row_grain(row_bytes), even) + 3) / 4 * 4;
+  const std::int64_t chunks = (rows + chunk - 1) / chunk;
+  const std::int64_t parts = std::min(threads, chunks);
+  if (parts == 1 || at::in_parallel_region()) {
+    fn(0, rows);
+    return;
+  }
+  // share t: chunks [front, back) packed as front << 32 | back, claimed by compare-and-swap; a cache line each, so
+  // that a thread's claims on its own share stay in its cache
+  struct alignas(64) Share {
+    std::atomic<std::uint64_t> v;
+  };
+  std::vector<Share> share(static_cast<std::size_t>(parts));
+  for (std::int64_t t = 0; t < parts; ++t)
+    share[t].v.store(static_cast<std::uint64_t>(chunks * t / parts) << 32 |
+                         static_cast<std::uint64_t>(chunks * (t + 1) / parts),
+                     std::memory_order_relaxed);
+  auto claim = [&](std::int64_t t, bool front) -> std::int64_t {  // a chunk of share t, or -1 when it is empty
+    std::uint64_t v = share[t].v.load(std::memory_order_relaxed);
+    for (;;) {
+      const std::uint64_t f = v >> 32, b = v & 0xFFFFFFFFu;
+      if (f >= b) return -1;
+      const std::uint64_t next = front ? (f + 1) << 32 | b : f << 32 | (b - 1);
+      if (share[t].v.compare_exchange_weak(v, next, std::memory_order_relaxed))
+        return static_cast<std::int64_t>(front ? f : b - 1);
+    }
+  };
+  at::parallel_for(0, parts, 1, [&](std::int64_t t0, std::int64_t t1) {
+    for (std::int64_t t = t0; t < t1; ++t)
+      for (std::int64_t k = 0; k < parts; ++k) {  // own share from the front, then the others' from the back
+        const std::int64_t owner = (t + k) % parts;
+        for (std::int64_t c; (c = claim(owner, k == 0)) >= 0;) fn(c * chunk, std::min(rows, (c + 1) * chunk));
+      }
+  });
+}
+
 }  // namespace
 
 bool gemv_applies(const at::Tensor& x, const at::Tensor& w) {
@@ -42,23 +93,31 @@ bool gemv_applies(const at::Tensor& x, const at::Tensor& w) {
 
 namespace {
 
-// dst[r, o0:o1] (+)= y[r, o0:o1] for the n rows, in dst's dtype: float32 as is, bfloat16 rounded to nearest even
-// (as y.to(at::kBFloat16)); `add` rounds dst + y once, as dst.add_(y.to(dst's dtype)) does.
-void store_rows(const float* y, std::int64_t n, std::int64_t out, std::int64_t o0, std::int64_t o1,
-                const at::Tensor& dst, bool add) {
-  const std::int64_t ld = dst.stride(0);
-  if (dst.scalar_type() == at::kFloat) {
-    float* d = dst.data_ptr<float>();
-    for (std::int64_t r = 0; r < n; ++r)
-      for (std::int64_t o = o0; o < o1; ++o) d[r * ld + o] = add ? d[r * ld + o] + y[r * out + o] : y[r * out + o];
-    return;
+// Where each thread stores its rows of a product: dst's first element and row stride, as the float32 or bfloat16
+// (bits) pointer of its dtype, taken once per call (data_ptr checks the dtype each time: per chunk it was 0.6 % of a
+// bfloat16 decode step).
+struct Dst {
+  float* f32 = nullptr;
+  std::uint16_t* bf16 = nullptr;
+  std::int64_t ld = 0;
+  explicit Dst(const at::Tensor& dst) : ld(dst.stride(0)) {
+    if (dst.scalar_type() == at::kFloat)
+      f32 = dst.data_ptr<float>();
+    else
+      bf16 = reinterpret_cast<std::uint16_t*>(dst.data_ptr<at::BFloat16>());
   }
-  at::BFloat16* d = dst.data_ptr<at::BFloat16>();
-  for (std::int64_t r = 0; r < n; ++r)
-    for (std::int64_t o = o0; o < o1; ++o) {
-      const at::BFloat16 v(y[r * out + o]);  // round to nearest even
-      d[r * ld + o] = add ? at::BFloat16(static_cast<float>(d[r * ld + o]) + static_cast<float>(v)) : v;
-    }
+};
+
+// dst[r, o0:o1] (+)= y[r, o0:o1] for the n rows, in dst's dtype (store_sums_f32 and store_sums_bf16 of
+// gemv_body.inc): float32 as is, bfloat16 rounded to nearest even (as y.to(at::kBFloat16)); `add` rounds dst + y
+// once, as dst.add_(y.to(dst's dtype)) does.
+void store_rows(Isa isa, const float* y, std::int64_t n, std::int64_t out, std::int64_t o0, std::int64_t o1,
+                const Dst& dst, bool add) {
+  const int m = static_cast<int>(n);
+  if (dst.f32)
+    CROSSICL_ISA_CALL(isa, "gemv", store_sums_f32, y, m, out, o0, o1, dst.f32, dst.ld, add);
+  else
+    CROSSICL_ISA_CALL(isa, "gemv", store_sums_bf16, y, m, out, o0, o1, dst.bf16, dst.ld, add);
 }
 
 void check_gemv(const at::Tensor& x, const at::Tensor& w) {
@@ -80,6 +139,7 @@ void gemv_into(const at::Tensor& x_in, const at::Tensor& w, const at::Tensor& ds
                                       fmt::join(dst.sizes(), ", "), c10::toString(dst.scalar_type()), n, out,
                                       c10::toString(x_in.scalar_type())));
   check_isa(isa, "gemv");
+  const Dst d(dst);
   thread_local std::vector<float> sums;  // [n, out] float32 sums, reused across calls
   sums.resize(static_cast<std::size_t>(n * out));
   float* yp = sums.data();
@@ -88,9 +148,9 @@ void gemv_into(const at::Tensor& x_in, const at::Tensor& w, const at::Tensor& ds
     const at::Tensor x = x_in.contiguous();  // [n, in]
     const float* xp = x.data_ptr<float>();
     const float* wp = w.data_ptr<float>();
-    at::parallel_for(0, out, row_grain(in * 4), [&](std::int64_t o0, std::int64_t o1) {
+    parallel_rows(out, in * 4, [&](std::int64_t o0, std::int64_t o1) {
       CROSSICL_ISA_CALL(isa, "gemv", gemv_rows_f32, wp, ld, in, xp, m, o0, o1, yp, out);
-      store_rows(yp, n, out, o0, o1, dst, add);
+      store_rows(isa, yp, n, out, o0, o1, d, add);
     });
     return;
   }
@@ -100,16 +160,22 @@ void gemv_into(const at::Tensor& x_in, const at::Tensor& w, const at::Tensor& ds
   xr.resize(static_cast<std::size_t>(n * in));
   float* rp = xr.data();
   const at::BFloat16* xb = x_in.data_ptr<at::BFloat16>();
-  const std::int64_t whole = in / 32 * 32, s0 = x_in.stride(0), s1 = x_in.stride(1);
-  for (std::int64_t r = 0; r < n; ++r)
-    for (std::int64_t i = 0; i < in; ++i) {
-      const std::int64_t j = i % 32;
-      rp[r * in + (i < whole ? i - j + (j % 2) * 16 + j / 2 : i)] = static_cast<float>(xb[r * s0 + i * s1]);
-    }
+  const std::int64_t s0 = x_in.stride(0), s1 = x_in.stride(1);
+  for (std::int64_t r = 0; r < n; ++r) {
+    const at::BFloat16* xs = xb + r * s0;
+    float* o = rp + r * in;
+    std::int64_t i = 0;
+    for (; i + 32 <= in; i += 32)
+      for (std::int64_t j = 0; j < 16; ++j) {
+        o[i + j] = static_cast<float>(xs[(i + 2 * j) * s1]);
+        o[i + 16 + j] = static_cast<float>(xs[(i + 2 * j + 1) * s1]);
+      }
+    for (; i < in; ++i) o[i] = static_cast<float>(xs[i * s1]);
+  }
   const auto* wp = reinterpret_cast<const std::uint16_t*>(w.data_ptr<at::BFloat16>());
-  at::parallel_for(0, out, row_grain(in * 2), [&](std::int64_t o0, std::int64_t o1) {
+  parallel_rows(out, in * 2, [&](std::int64_t o0, std::int64_t o1) {
     CROSSICL_ISA_CALL(isa, "gemv", gemv_rows_bf16, wp, ld, in, rp, m, o0, o1, yp, out);
-    store_rows(yp, n, out, o0, o1, dst, add);
+    store_rows(isa, yp, n, out, o0, o1, d, add);
   });
 }
 
@@ -145,7 +211,7 @@ void gemv_int8_into(const at::Tensor& xq_in, const at::Tensor& w, std::int32_t* 
     thread_local std::vector<std::int16_t> x16;  // [n, in], reused across calls
     x16.assign(xp, xp + n * in);
     const std::int16_t* x16p = x16.data();
-    at::parallel_for(0, out, row_grain(in), [&](std::int64_t o0, std::int64_t o1) {
+    parallel_rows(out, in, [&](std::int64_t o0, std::int64_t o1) {
       CROSSICL_ISA_CALL(isa, "gemv", gemv_rows_i8, wp, w.stride(0), in, x16p, m, o0, o1, yp, out);
       if (done) done(o0, o1);
     });

@@ -4,6 +4,7 @@
 // against ATen on SmolLM2's shapes, one matrix at a time and over a whole pass with the weights out of cache.
 // Also the bfloat16 GEMM through float32 (detail::linear_bf16_via_float) that replaces ATen's where it is slow.
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <tuple>
 
@@ -112,6 +113,78 @@ TEST_CASE("gemv_into writes or adds to its output as gemv and add_ would, bit fo
   CHECK_THROWS_WITH(d::gemv_into(x, w, at::zeros({2, 36}), false),
                     Catch::Contains("output [2, 36] Float is not a [2, 37] Float"));
   CHECK_THROWS_AS(d::gemv_into(x, w, at::zeros({2, 37}, at::kBFloat16), true), InvalidArgument);
+}
+
+namespace {
+
+// The same bits where want is a number (zeros' signs and infinities included), and NaN where it is NaN: ATen's
+// own float32 -> bfloat16 NaN differs between its scalar (0x7FC0) and vector paths.
+bool same_bits(const at::Tensor& got, const at::Tensor& want) {
+  const at::Tensor num = want.isnan().logical_not();
+  return at::equal(got.isnan(), want.isnan()) &&
+         at::equal(got.view(at::kShort).masked_select(num), want.view(at::kShort).masked_select(num));
+}
+
+}  // namespace
+
+TEST_CASE("gemv_into rounds and adds bfloat16 as ATen does, NaN, infinities and ties included, on every path",
+          "[engine][gemv]") {
+  // x = e_0 picks column 0 of w, so each output is w[o, 0] exactly and the store alone decides the bits
+  const std::int64_t out = 53;  // vectors of every path's width and a tail
+  const at::Tensor x = at::zeros({2, 40}, at::kBFloat16);
+  x.select(1, 0).fill_(1.0);
+  at::Tensor w = at::randn({out, 40}, gen(31)).to(at::kBFloat16);
+  const float specials[] = {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 3.0e38f, -3.0e38f, 1.0f, 65504.0f};
+  at::Tensor r0 = at::randn({2, out}, gen(32)).to(at::kBFloat16);
+  for (std::int64_t o = 0; o < 9; ++o) {
+    w.index_put_({o, 0}, specials[o]);
+    r0.index_put_({1, o + 20}, specials[o]);
+  }
+  // halfway cases of the add: 1 + 2^-8 rounds to 1 (even), 1 + 3 * 2^-8 up to 1 + 2^-6
+  w.index_put_({10, 0}, 0x1p-8), r0.index_put_({0, 10}, 1.0);
+  w.index_put_({11, 0}, 3 * 0x1p-8), r0.index_put_({0, 11}, 1.0);
+  // [2, out] each sum exact (one product not zero; -0 + 0 is +0 in any order), then rounded, and added, by ATen
+  const at::Tensor want_store = at::mm(x.to(at::kFloat), w.to(at::kFloat).t()).to(at::kBFloat16);
+  const at::Tensor want_add = r0 + want_store;
+  for (Isa isa : supported_isas()) {
+    INFO(isa_name(isa));
+    at::Tensor r = r0.clone();
+    d::gemv_into(x, w, r, /*add=*/true, isa);
+    CHECK(same_bits(r, want_add));
+    d::gemv_into(x, w, r, /*add=*/false, isa);
+    CHECK(same_bits(r, want_store));
+  }
+}
+
+TEST_CASE("gemv splits its rows over any number of threads, each row summed and stored once", "[engine][gemv]") {
+  const int threads = at::get_num_threads();
+  for (auto dtype : {at::kFloat, at::kBFloat16})
+    for (std::int64_t out : {1, 5, 37, 1000, 4099, 20000}) {
+      const at::Tensor x = at::randn({2, 96}, gen(out)).to(dtype);
+      const at::Tensor w = at::randn({out, 96}, gen(out + 1)).to(dtype);
+      const at::Tensor r0 = at::randn({2, out}, gen(out + 2)).to(dtype);
+      at::set_num_threads(1);
+      const at::Tensor want = d::gemv(x, w);
+      for (int t : {2, 3, 5}) {
+        INFO(c10::toString(dtype) << " out=" << out << " threads=" << t);
+        at::set_num_threads(t);
+        CHECK(at::equal(d::gemv(x, w), want));
+        at::Tensor r = r0.clone();
+        d::gemv_into(x, w, r, /*add=*/true);  // a row added twice, or not at all, would show
+        CHECK(at::equal(r, r0 + want));
+      }
+    }
+  for (std::int64_t out : {37, 4099}) {  // the int8 rows kernel shares the split
+    const at::Tensor xq = at::randint(-127, 128, {3, 200}, gen(out)).to(at::kChar);
+    const at::Tensor wq = at::randint(-127, 128, {out, 200}, gen(out + 1)).to(at::kChar);
+    const at::Tensor want = at::_int_mm(xq, wq.t());
+    for (int t : {2, 3, 5}) {
+      INFO("int8 out=" << out << " threads=" << t);
+      at::set_num_threads(t);
+      CHECK(at::equal(d::gemv_int8(xq, wq), want));
+    }
+  }
+  at::set_num_threads(threads);
 }
 
 TEST_CASE("gemv_int8 equals at::_int_mm in both weight layouts", "[engine][gemv]") {
