@@ -24,11 +24,22 @@ at::Tensor rms_norm_cpu(const at::Tensor& x,       // [n, dim] contiguous
                         const at::Tensor& weight,  // [dim]
                         double eps,                // -> [n, dim]
                         Isa isa = active_isa());
+/// The same into `out` (a decode step's buffer, kept for all its layers).
+void rms_norm_cpu_into(const at::Tensor& x,       // [n, dim] contiguous
+                       const at::Tensor& weight,  // [dim] contiguous, x's dtype
+                       double eps,
+                       const at::Tensor& out,     // [n, dim] contiguous, x's dtype, written
+                       Isa isa = active_isa());
 
 /// silu(gate) * up of the fused gate/up projection output, rounded after the SiLU and after the product (HF).
 /// The SiLU is ATen's vectorised op applied in place: gu's gate half holds silu(gate) afterwards.
 at::Tensor silu_mul_cpu(at::Tensor gu,  // [n, 2 * hidden] contiguous (gate, up), gate overwritten -> [n, hidden]
                         Isa isa = active_isa());
+/// The same into `out`, with the view of gu's gate half given (a decode step makes it once for all its layers).
+void silu_mul_cpu_into(const at::Tensor& gu,   // [n, 2 * hidden] contiguous (gate, up), gate overwritten
+                       at::Tensor gate,        // gu.narrow(1, 0, hidden)
+                       const at::Tensor& out,  // [n, hidden] contiguous, gu's dtype, written
+                       Isa isa = active_isa());
 
 /// RoPE in place on the query and key heads of the fused qkv projection output: x * cos + rotate_half(x) * sin
 /// with the tables of rope_cos_sin (sin signed), rounded after each product and after the sum (HF).

@@ -28,6 +28,22 @@ constexpr std::int64_t kSmallQuery = 16;
 // the loop against SDPA's 145 at 48 queries).
 constexpr std::int64_t kSmallScores = 48 * 48;
 
+// A decode step's activations on the CPU loops with float weights (at most kGemvMaxRows rows, no calibration),
+// allocated with their views once per forward pass: each layer's norms, products and SiLU write into them. Made per
+// layer, the tensors and views were about 25 ATen calls a layer (allocations, narrow, view; 5 % of a bfloat16
+// decode step on the calling thread, SmolLM2-135M, perf), while the other threads waited for the next product.
+struct StepBuffers {
+  at::Tensor h;          // [n, dim] RMSNorm of the residual stream
+  at::Tensor qkv;        // [n, (n_heads + 2 n_kv_heads) * head_dim] fused projection
+  at::Tensor heads;      // qkv as [n, n_heads + 2 n_kv_heads, head_dim]
+  at::Tensor q, k, v;    // heads' query, key and value heads
+  at::Tensor attn;       // [n, n_heads, head_dim] attention output
+  at::Tensor attn_rows;  // attn as [n, n_heads * head_dim]
+  at::Tensor gu;         // [n, 2 hidden] fused gate and up projection
+  at::Tensor gate;       // gu's gate half
+  at::Tensor ff;         // [n, hidden] silu(gate) * up
+};
+
 // What every layer of one forward pass shares.
 struct Pass {
   const Config& c;
@@ -41,7 +57,34 @@ struct Pass {
   at::Tensor cos, sin;           // [n, 1, head_dim] RoPE tables of the packed positions
   double scale;                  // attention scale 1 / sqrt(head_dim)
   ActStats* stats;               // calibration: Linear input maxima recorded here (null = not gathered)
+  const StepBuffers* buf;        // a decode step's buffers (null: each layer makes its tensors)
 };
+
+// The buffers of a pass over x [n, dim] when it is a decode step on the CPU loops whose float weights all take the
+// matrix-vector kernel (gemv_applies); else none (prefill, int8 layers, calibration, CUDA).
+std::optional<StepBuffers> step_buffers(const Config& c, const Weights& W, const at::Tensor& x, bool cpu_loops,
+                                        bool int8, const ActStats* stats) {
+  const std::int64_t n = x.size(0), nh = c.n_heads, kvh = c.n_kv_heads, hd = c.head_dim;
+  if (!cpu_loops || int8 || stats || n > kGemvMaxRows) return std::nullopt;
+  StepBuffers b;
+  b.h = at::empty_like(x);  // [n, dim]
+  for (const LayerWeights& L : W.layers)
+    if (!detail::gemv_applies(b.h, L.wqkv) || !detail::gemv_applies(b.h, L.w13) || L.wo.size(0) != x.size(1) ||
+        L.w2.size(0) != x.size(1) || L.w13.size(0) % 2 != 0)
+      return std::nullopt;
+  const std::int64_t hidden = W.layers.empty() ? 0 : W.layers[0].w13.size(0) / 2;
+  b.qkv = at::empty({n, (nh + 2 * kvh) * hd}, x.options());
+  b.heads = b.qkv.view({n, nh + 2 * kvh, hd});
+  b.q = b.heads.narrow(1, 0, nh);
+  b.k = b.heads.narrow(1, nh, kvh);
+  b.v = b.heads.narrow(1, nh + kvh, kvh);
+  b.attn = at::empty({n, nh, hd}, x.options());
+  b.attn_rows = b.attn.view({n, nh * hd});
+  b.gu = at::empty({n, 2 * hidden}, x.options());
+  b.gate = b.gu.narrow(1, 0, hidden);
+  b.ff = at::empty({n, hidden}, x.options());
+  return b;
+}
 
 // The int8 weight of a block's Linear layer `m`, or null when the model is float or keeps that layer in float32
 // (Int8Options::keep_float).
@@ -187,21 +230,30 @@ void attention(const Pass& p, const LayerWeights& L, const QuantLayer* Q, std::i
                at::Tensor& x) {  // [n, dim] residual stream, updated
   CROSSICL_PROFILE("attention_block");
   const std::int64_t n = x.size(0), nh = p.c.n_heads, kvh = p.c.n_kv_heads, hd = p.c.head_dim;
-  at::Tensor qkv = norm_project(p, layer, kSlotQkv, x, L.attention_norm, L.wqkv, quantized(Q, &QuantLayer::wqkv))
-                       .view({n, nh + 2 * kvh, hd});  // [n, nh + 2 kvh, hd]
-  at::Tensor q, k;
-  if (p.cpu_loops) {
+  const QuantWeight* wqkv = quantized(Q, &QuantLayer::wqkv);
+  const StepBuffers* b = wqkv ? nullptr : p.buf;
+  at::Tensor qkv, q, k, v;  // [n, nh + 2 kvh, hd] and its query, key and value heads
+  if (b) {  // a decode step's float layer, into its buffers
+    detail::rms_norm_cpu_into(x, L.attention_norm, p.c.norm_eps, b->h);
+    detail::gemv_into(b->h, L.wqkv, b->qkv, /*add=*/false);
+    qkv = b->heads;
     detail::rope_qk_cpu(qkv, nh + kvh, p.cos, p.sin);  // in place on the query and key heads
-    q = qkv.narrow(1, 0, nh);                          // [n, n_heads, head_dim]
-    k = qkv.narrow(1, nh, kvh);                        // [n, n_kv_heads, head_dim]
+    q = b->q, k = b->k, v = b->v;
   } else {
-    at::Tensor qk = detail::apply_rope(qkv.narrow(1, 0, nh + kvh), p.cos, p.sin);  // [n, n_heads + n_kv_heads, hd]
-    q = qk.narrow(1, 0, nh);
-    k = qk.narrow(1, nh, kvh);
+    qkv = norm_project(p, layer, kSlotQkv, x, L.attention_norm, L.wqkv, wqkv).view({n, nh + 2 * kvh, hd});
+    if (p.cpu_loops) {
+      detail::rope_qk_cpu(qkv, nh + kvh, p.cos, p.sin);
+      q = qkv.narrow(1, 0, nh);    // [n, n_heads, head_dim]
+      k = qkv.narrow(1, nh, kvh);  // [n, n_kv_heads, head_dim]
+    } else {
+      at::Tensor qk = detail::apply_rope(qkv.narrow(1, 0, nh + kvh), p.cos, p.sin);  // [n, n_heads + n_kv_heads, hd]
+      q = qk.narrow(1, 0, nh);
+      k = qk.narrow(1, nh, kvh);
+    }
+    v = qkv.narrow(1, nh + kvh, kvh);  // [n, n_kv_heads, head_dim]
   }
-  at::Tensor v = qkv.narrow(1, nh + kvh, kvh);  // [n, n_kv_heads, head_dim]
 
-  at::Tensor attn = at::empty({n, nh, hd}, q.options());  // [n, n_heads, head_dim]
+  at::Tensor attn = b ? b->attn : at::empty({n, nh, hd}, q.options());  // [n, n_heads, head_dim]
   const bool one = p.plan.seqs.size() == 1;  // the whole pass is one sequence's: no per-sequence views
   std::vector<detail::AttendSpan> loop;      // the sequences the CPU loop attends, all in one call
   for (std::size_t s = 0; s < p.plan.seqs.size(); ++s) {
@@ -220,7 +272,7 @@ void attention(const Pass& p, const LayerWeights& L, const QuantLayer* Q, std::i
     attend(p, one ? q : q.narrow(0, span.start, span.len), k_cache, v_cache, span.p0, rows);
   }
   if (!loop.empty()) detail::attend_cpu(q, loop, p.scale, attn);
-  project_add(p, layer, kSlotO, attn.view({n, nh * hd}), L.wo, quantized(Q, &QuantLayer::wo), x);
+  project_add(p, layer, kSlotO, b ? b->attn_rows : attn.view({n, nh * hd}), L.wo, quantized(Q, &QuantLayer::wo), x);
 }
 
 // SwiGLU on h = RMSNorm(x): w2(silu(w1 h) * w3 h), the gate and up projections as one product, added to x.
@@ -232,6 +284,13 @@ void feed_forward(const Pass& p, const LayerWeights& L, const QuantLayer* Q, std
   if (w13 && w2 && !p.stats) {  // int8 throughout: no float tensor between the norm and the residual
     const QuantWeight h = detail::linear_int8_silu_mul(detail::quantize_rms_norm(x, L.ffn_norm, p.c.norm_eps), *w13);
     detail::linear_int8_add(h, *w2, x);
+    return;
+  }
+  if (const StepBuffers* b = w13 || w2 ? nullptr : p.buf) {  // a decode step's float layer, into its buffers
+    detail::rms_norm_cpu_into(x, L.ffn_norm, p.c.norm_eps, b->h);
+    detail::gemv_into(b->h, L.w13, b->gu, /*add=*/false);
+    detail::silu_mul_cpu_into(b->gu, b->gate, b->ff);
+    project_add(p, layer, kSlotDown, b->ff, L.w2, nullptr, x);
     return;
   }
   at::Tensor gu = norm_project(p, layer, kSlotGateUp, x, L.ffn_norm, L.w13, w13);  // [n, 2 hidden]
@@ -318,7 +377,7 @@ DecodeOutput forward(const Model& model, const BatchPlan& plan, const std::vecto
   at::Tensor rows = at::tensor(plan.out_rows, long_opts).to(model.device());        // [n_out]
   const bool cpu_loops = detail::cpu_kernels(W.norm);  // the norms keep the model's dtype and device
   Pass p{c, plan, kv, cpu_loops, {}, {}, 1.0 / std::sqrt(static_cast<double>(c.head_dim)),
-         stats};
+         stats, nullptr};
   detail::rope_cos_sin(positions, model.inv_freq(), model.dtype(), p.cos, p.sin);
 
   std::vector<at::Tensor> hidden(c.n_layers + 1);  // requested layers only, [n_out, dim]
@@ -330,6 +389,8 @@ DecodeOutput forward(const Model& model, const BatchPlan& plan, const std::vecto
   const bool int8_head = int8 && model.quant_output().q.defined();  // else keep_float "head": float tables
   at::Tensor x = int8_head ? detail::embedding_int8(model.quant_embeddings(), tokens)
                            : W.tok_embeddings.index_select(0, tokens);  // [n, dim]
+  const std::optional<StepBuffers> buf = step_buffers(c, W, x, cpu_loops, int8, stats);
+  p.buf = buf ? &*buf : nullptr;
   if (wanted(0)) hidden[0] = x.index_select(0, rows);
   for (std::int64_t l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = W.layers[l];

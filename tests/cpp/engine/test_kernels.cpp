@@ -105,6 +105,33 @@ TEST_CASE("CPU kernels agree with the ATen formulation", "[engine][kernels]") {
   }
 }
 
+TEST_CASE("rms_norm and silu_mul into a decode step's buffers write what they return, and name a buffer that does "
+          "not fit", "[engine][kernels]") {
+  namespace d = crossicl::detail;
+  at::manual_seed(11);
+  const at::ScalarType dt = GENERATE(at::kFloat, at::kBFloat16);
+  INFO("dtype " << c10::toString(dt));
+  const auto opt = at::TensorOptions().dtype(dt);
+  const at::Tensor x = at::randn({3, 72}).to(dt), w = (at::rand({72}) + 0.5).to(dt);
+  at::Tensor h = at::full({3, 72}, 7.0, opt);  // stale values from an earlier layer
+  d::rms_norm_cpu_into(x, w, 1e-5, h);
+  CHECK(at::equal(h, d::rms_norm_cpu(x, w, 1e-5)));
+
+  const at::Tensor gu0 = at::randn({3, 2 * 40}).to(dt);
+  at::Tensor gu = gu0.clone(), ff = at::full({3, 40}, 7.0, opt);
+  d::silu_mul_cpu_into(gu, gu.narrow(1, 0, 40), ff);
+  CHECK(at::equal(ff, d::silu_mul_cpu(gu0.clone())));
+  CHECK(at::equal(gu.narrow(1, 0, 40), at::silu(gu0.narrow(1, 0, 40))));  // the gate half holds silu(gate)
+
+  CHECK_THROWS_WITH(d::rms_norm_cpu_into(x, w, 1e-5, at::empty({3, 71}, opt)),
+                    Catch::Contains("rms_norm") && Catch::Contains("[3, 71]"));
+  CHECK_THROWS_WITH(d::rms_norm_cpu_into(x.t(), w, 1e-5, at::empty({72, 3}, opt)), Catch::Contains("[72, 3]"));
+  CHECK_THROWS_WITH(d::rms_norm_cpu_into(x, w.to(at::kDouble), 1e-5, h), Catch::Contains("Double"));
+  CHECK_THROWS_WITH(d::silu_mul_cpu_into(gu, gu.narrow(1, 40, 40), ff), Catch::Contains("first half"));
+  CHECK_THROWS_WITH(d::silu_mul_cpu_into(gu, gu.narrow(1, 0, 40), at::empty({3, 41}, opt)),
+                    Catch::Contains("[3, 41]") && Catch::Contains("[3, 40]"));
+}
+
 TEST_CASE("CPU kernels name an unsupported dtype", "[engine][kernels]") {
   at::Tensor x = at::randn({2, 8}, at::kDouble);
   CHECK_FALSE(crossicl::detail::cpu_kernels(x));
