@@ -4,7 +4,6 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
-#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -19,6 +18,7 @@
 
 #include "crossicl/core/error.h"
 #include "detail/engine_profile.h"
+#include "detail/engine_scratch.h"
 
 #define CROSSICL_ISA_BODY "engine/gemv_body.inc"
 #include "detail/isa_instances.h"
@@ -121,21 +121,6 @@ void store_rows(Isa isa, const float* y, std::int64_t n, std::int64_t out, std::
     CROSSICL_ISA_CALL(isa, "gemv", store_sums_bf16, y, m, out, o0, o1, dst.bf16, dst.ld, add);
 }
 
-// A thread's buffer kept between calls, grown without initialising its elements (std::vector::resize zeroed the
-// sums' growth from one product's width to the next's: 0.3 % of a bfloat16 decode step in memset).
-template <class T>
-struct Scratch {
-  std::unique_ptr<T[]> p;
-  std::int64_t size = 0;
-  T* get(std::int64_t count) {
-    if (count > size) {
-      p.reset(new T[static_cast<std::size_t>(count)]);
-      size = count;
-    }
-    return p.get();
-  }
-};
-
 void check_gemv(const at::Tensor& x, const at::Tensor& w) {
   if (!gemv_applies(x, w))
     throw InvalidArgument(fmt::format("gemv: x [{}] {} and w [{}] {} do not fit (n <= {}, rows of w contiguous)",
@@ -222,9 +207,9 @@ void gemv_int8_into(const at::Tensor& xq_in, const at::Tensor& w, std::int32_t* 
   const std::int8_t* wp = w.data_ptr<std::int8_t>();
   check_isa(isa, "gemv");
   if (w.stride(1) == 1 && w.stride(0) >= in) {  // [out, in] rows, against x sign-extended to int16 once
-    thread_local std::vector<std::int16_t> x16;  // [n, in], reused across calls
-    x16.assign(xp, xp + n * in);
-    const std::int16_t* x16p = x16.data();
+    thread_local Scratch<std::int16_t> x16;  // [n, in]
+    std::int16_t* x16p = x16.get(n * in);
+    std::copy(xp, xp + n * in, x16p);
     parallel_rows(out, in, [&](std::int64_t o0, std::int64_t o1) {
       CROSSICL_ISA_CALL(isa, "gemv", gemv_rows_i8, wp, w.stride(0), in, x16p, m, o0, o1, yp, out);
       if (done) done(o0, o1);

@@ -4,7 +4,6 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
-#include <vector>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -13,6 +12,7 @@
 
 #include "crossicl/core/error.h"
 #include "detail/engine_profile.h"
+#include "detail/engine_scratch.h"
 #include "detail/engine_gemv.h"
 #include "detail/engine_ops.h"
 
@@ -97,9 +97,9 @@ QuantWeight quantize_rms_norm(const at::Tensor& x_in, const at::Tensor& weight, 
   const float* xp = x.data_ptr<float>();
   const float* wp = w.data_ptr<float>();
   return quantize_each_row(n, dim, x.options(), isa, [&](std::int64_t r0, std::int64_t r1, std::int8_t* qp, float* sp) {
-    std::vector<float> buf(dim);
+    thread_local Scratch<float> buf;  // one float row
     CROSSICL_ISA_CALL(isa, "quantize", quantize_rms_norm_span, xp, wp, dim, static_cast<float>(eps), r0, r1,
-                      buf.data(), qp, sp);
+                      buf.get(dim), qp, sp);
   });
 }
 
@@ -112,8 +112,8 @@ QuantWeight quantize_silu_mul(const at::Tensor& gu, Isa isa) {
   const std::int64_t n = gu.size(0), h = gu.size(1) / 2;
   const float* gp = gu.data_ptr<float>();
   return quantize_each_row(n, h, gu.options(), isa, [&](std::int64_t r0, std::int64_t r1, std::int8_t* qp, float* sp) {
-    std::vector<float> buf(h);
-    CROSSICL_ISA_CALL(isa, "quantize", quantize_silu_mul_span, gp, h, r0, r1, buf.data(), qp, sp);
+    thread_local Scratch<float> buf;  // one float row
+    CROSSICL_ISA_CALL(isa, "quantize", quantize_silu_mul_span, gp, h, r0, r1, buf.get(h), qp, sp);
   });
 }
 
@@ -195,10 +195,9 @@ const std::int32_t* int8_product(const QuantWeight& xq, const QuantWeight& w, co
                                  at::Tensor& gemm, Isa isa) {
   const std::int64_t n = xq.q.size(0), m = w.q.size(0);
   if (n >= 1 && n <= kGemvMaxRows) {
-    thread_local std::vector<std::int32_t> acc;  // [n, out], reused across calls (no allocation per step)
-    acc.resize(static_cast<std::size_t>(n * m));
-    const std::int32_t* ap = acc.data();
-    gemv_int8_into(xq.q, w.q, acc.data(),
+    thread_local Scratch<std::int32_t> acc;  // [n, out] (no allocation per step)
+    std::int32_t* ap = acc.get(n * m);
+    gemv_int8_into(xq.q, w.q, ap,
                    done ? GemvDone([&](std::int64_t c0, std::int64_t c1) { done(ap, c0, c1); }) : GemvDone(), isa);
     return ap;
   }
@@ -256,13 +255,22 @@ QuantWeight linear_int8_silu_mul(const QuantWeight& xq, const QuantWeight& w13, 
   const float* xs = xq.scale.data_ptr<float>();
   const float* ws = w13.scale.data_ptr<float>();
   check_isa(isa, "quantize");
+  // decode steps: each thread rescales the columns it summed into `parts`, the gate's through the SiLU
+  thread_local Scratch<float> parts_buf;  // [n, 2h] silu(gate) | up
+  float* parts = n <= kGemvMaxRows ? parts_buf.get(n * 2 * h) : nullptr;
   at::Tensor gemm;
-  const std::int32_t* ap = int8_product(xq, w13, nullptr, gemm, isa);  // [n, 2h]
+  const std::int32_t* ap = int8_product(xq, w13, [&](const std::int32_t* acc, std::int64_t c0, std::int64_t c1) {
+    CROSSICL_ISA_CALL(isa, "quantize", silu_rescale_cols, acc, xs, ws, h, n, c0, c1, parts);
+  }, gemm, isa);  // [n, 2h]; called back on decode steps only
   return quantize_each_row(n, h, xq.scale.options(), isa,
                            [&](std::int64_t r0, std::int64_t r1, std::int8_t* qp, float* sp) {
-                             std::vector<float> buf(h);
-                             CROSSICL_ISA_CALL(isa, "quantize", quantize_silu_mul_i32_span, ap, xs, ws, h, r0, r1,
-                                               buf.data(), qp, sp);
+                             thread_local Scratch<float> buf;  // one float row
+                             if (gemm.defined())  // a larger pass: one pass over the product
+                               CROSSICL_ISA_CALL(isa, "quantize", quantize_silu_mul_i32_span, ap, xs, ws, h, r0, r1,
+                                                 buf.get(h), qp, sp);
+                             else
+                               CROSSICL_ISA_CALL(isa, "quantize", quantize_mul_span, parts, h, r0, r1, buf.get(h), qp,
+                                                 sp);
                            });
 }
 

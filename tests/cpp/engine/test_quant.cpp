@@ -445,8 +445,11 @@ TEST_CASE("the int8 path's SiLU is within a few ulps of the exact value, the sam
 
 TEST_CASE("linear_int8_silu_mul equals the int8 gate/up product through quantize_silu_mul, bit for bit",
           "[engine][quant]") {
-  // 2 * 70 rows: the vector blocks of the SiLU loop and a tail; 1 and 3 rows by the decode kernel, 9 by _int_mm
-  const QuantWeight w13 = quant::quantize_linear(at::randn({140, 96}, gen(15)));
+  // 2 * 70 rows: the vector blocks of the SiLU loop and a tail; 1 and 3 rows by the decode kernel, 9 by _int_mm.
+  // 2 * 3001 rows: the decode threads' chunks (684 rows at 96 inputs) end inside the gate and inside the up half,
+  // and one holds the end of the gate and the start of the up half
+  const std::int64_t h = GENERATE(70, 3001);
+  const QuantWeight w13 = quant::quantize_linear(at::randn({2 * h, 96}, gen(15)));
   for (std::int64_t n : {1, 3, 9}) {
     const QuantWeight xq = quant::quantize_rows(sample_rows(n, 96, 16));
     const QuantWeight ref = quant::quantize_silu_mul(quant::linear_int8(xq, w13, Isa::baseline), Isa::baseline);
