@@ -22,8 +22,11 @@ namespace crossicl::detail {
 
 /// Quantises each row of `x` (float32, [n, k], any row stride): scale = max|row| / 127 (0 for a zero row),
 /// q = round-half-even(x / scale) clamped to [-127, 127] (0 where scale is 0).
+/// `into` (here and below): buffers to write instead of new tensors (a decode step's, kept for all its layers):
+/// q [n, k] int8 and scale [n] float32, contiguous on the CPU, else InvalidArgument naming their shapes.
 QuantWeight quantize_rows(const at::Tensor& x,  // [n, k] float32
-                          Isa isa = active_isa());  // -> q [n, k] int8 contiguous, scale [n] float32
+                          Isa isa = active_isa(),  // -> q [n, k] int8 contiguous, scale [n] float32
+                          const QuantWeight* into = nullptr);
 
 /// q * scale per row, float32.
 at::Tensor dequantize_rows(const QuantWeight& w);  // -> [n, k] float32
@@ -61,7 +64,8 @@ at::Tensor linear_int8(const at::Tensor& x,      // [n, in] float32
 /// quantize_silu_mul).
 at::Tensor linear_int8(const QuantWeight& xq,    // q [n, in] int8, scale [n]
                        const QuantWeight& w,     // [out, in]
-                       Isa isa = active_isa());  // -> [n, out] float32
+                       Isa isa = active_isa(),   // -> [n, out] float32
+                       const at::Tensor* into = nullptr);  // [n, out] float32 contiguous to write, or null
 
 /// residual += the same product, in place (the sum rounds as residual.add_(linear_int8(xq, w)) does): a block's
 /// output projection added to the residual stream without a tensor of its own.
@@ -75,7 +79,8 @@ void linear_int8_add(const QuantWeight& xq,    // q [n, in] int8, scale [n]
 QuantWeight quantize_rms_norm(const at::Tensor& x,       // [n, dim] float32
                               const at::Tensor& weight,  // [dim] float32
                               double eps,
-                              Isa isa = active_isa());  // -> q [n, dim] int8, scale [n]
+                              Isa isa = active_isa(),  // -> q [n, dim] int8, scale [n]
+                              const QuantWeight* into = nullptr);
 
 /// The SwiGLU input of the down projection quantised per row: the rows of silu(gate) * up (silu_int8_path's
 /// SiLU) through quantize_rows without storing them.
@@ -87,7 +92,8 @@ QuantWeight quantize_silu_mul(const at::Tensor& gu,     // [n, 2 * hidden] float
 /// linear_int8_silu_mul(xq, w13) equals quantize_silu_mul(linear_int8(xq, w13)) bit for bit.
 QuantWeight linear_int8_silu_mul(const QuantWeight& xq,    // q [n, in] int8, scale [n]
                                  const QuantWeight& w13,   // [2 * hidden, in] (gate rows, then up rows)
-                                 Isa isa = active_isa());  // -> q [n, hidden] int8, scale [n]
+                                 Isa isa = active_isa(),   // -> q [n, hidden] int8, scale [n]
+                                 const QuantWeight* into = nullptr);
 
 /// The SiLU of the int8 path, x / (1 + e^-x) with a vectorised Cephes expf: within a few float32 ulps of the exact
 /// value (tests/cpp/engine/test_quant.cpp), the same bits on every instruction-set path (ATen's silu differs by

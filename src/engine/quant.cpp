@@ -33,10 +33,29 @@ void check_float_matrix(const at::Tensor& x, const char* what) {
                                       c10::toString(x.scalar_type()), x.device().str()));
 }
 
-// q [n, k] int8 and scale [n] float32 (on `opts`' device), rows filled in parallel by fill(r0, r1, q, scale).
+// q [n, k] int8 and scale [n] float32 (on `opts`' device; `into`'s when given, checked), rows filled in parallel by
+// fill(r0, r1, q, scale).
 template <class Fill>
-QuantWeight quantize_each_row(std::int64_t n, std::int64_t k, const at::TensorOptions& opts, Isa isa, Fill&& fill) {
-  QuantWeight out{at::empty({n, k}, opts.dtype(at::kChar)), at::empty({n}, opts.dtype(at::kFloat))};
+QuantWeight quantize_each_row(std::int64_t n, std::int64_t k, const at::TensorOptions& opts, const QuantWeight* into,
+                              const char* what, Isa isa, Fill&& fill) {
+  QuantWeight out;
+  if (into) {
+    out = *into;
+    if (!out.q.defined() || !out.scale.defined() || out.q.dim() != 2 || out.q.size(0) != n || out.q.size(1) != k ||
+        out.q.scalar_type() != at::kChar || !out.q.is_contiguous() || !out.q.device().is_cpu() ||
+        out.scale.numel() != n || out.scale.scalar_type() != at::kFloat || !out.scale.is_contiguous() ||
+        !out.scale.device().is_cpu())
+      throw InvalidArgument(fmt::format("{}: the output buffers (q [{}] {}, scale [{}] {}) are not q [{}, {}] int8 and "
+                                        "scale [{}] float32, contiguous on the CPU", what,
+                                        out.q.defined() ? fmt::format("{}", fmt::join(out.q.sizes(), ", ")) : "",
+                                        out.q.defined() ? c10::toString(out.q.scalar_type()) : "undefined",
+                                        out.scale.defined() ? fmt::format("{}", fmt::join(out.scale.sizes(), ", "))
+                                                            : "",
+                                        out.scale.defined() ? c10::toString(out.scale.scalar_type()) : "undefined", n,
+                                        k, n));
+  } else {
+    out = {at::empty({n, k}, opts.dtype(at::kChar)), at::empty({n}, opts.dtype(at::kFloat))};
+  }
   std::int8_t* qp = out.q.data_ptr<std::int8_t>();
   float* sp = out.scale.data_ptr<float>();
   check_isa(isa, "quantize");
@@ -64,13 +83,13 @@ bool int_mm_is_fast() {
 
 }  // namespace
 
-QuantWeight quantize_rows(const at::Tensor& x_in, Isa isa) {
+QuantWeight quantize_rows(const at::Tensor& x_in, Isa isa, const QuantWeight* into) {
   CROSSICL_PROFILE("quantize_rows");
   check_float_matrix(x_in, "quantize_rows");
   const at::Tensor x = x_in.stride(1) == 1 ? x_in : x_in.contiguous();
   const std::int64_t k = x.size(1), stride = x.stride(0);
   const float* xp = x.data_ptr<float>();
-  return quantize_each_row(x.size(0), k, x.options(), isa,
+  return quantize_each_row(x.size(0), k, x.options(), into, "quantize_rows", isa,
                            [&](std::int64_t r0, std::int64_t r1, std::int8_t* qp, float* sp) {
                              CROSSICL_ISA_CALL(isa, "quantize", quantize_rows_span, xp, stride, k, r0, r1, qp, sp);
                            });
@@ -86,7 +105,8 @@ QuantWeight quantize_linear(const at::Tensor& w, Int8Layout layout) {
   return r;
 }
 
-QuantWeight quantize_rms_norm(const at::Tensor& x_in, const at::Tensor& weight, double eps, Isa isa) {
+QuantWeight quantize_rms_norm(const at::Tensor& x_in, const at::Tensor& weight, double eps, Isa isa,
+                              const QuantWeight* into) {
   CROSSICL_PROFILE("quantize_rms_norm");
   check_float_matrix(x_in, "quantize_rms_norm");
   const at::Tensor x = x_in.contiguous(), w = weight.contiguous();
@@ -96,7 +116,8 @@ QuantWeight quantize_rms_norm(const at::Tensor& x_in, const at::Tensor& weight, 
                                       w.numel(), c10::toString(w.scalar_type())));
   const float* xp = x.data_ptr<float>();
   const float* wp = w.data_ptr<float>();
-  return quantize_each_row(n, dim, x.options(), isa, [&](std::int64_t r0, std::int64_t r1, std::int8_t* qp, float* sp) {
+  return quantize_each_row(n, dim, x.options(), into, "quantize_rms_norm", isa,
+                           [&](std::int64_t r0, std::int64_t r1, std::int8_t* qp, float* sp) {
     thread_local Scratch<float> buf;  // one float row
     CROSSICL_ISA_CALL(isa, "quantize", quantize_rms_norm_span, xp, wp, dim, static_cast<float>(eps), r0, r1,
                       buf.get(dim), qp, sp);
@@ -111,7 +132,8 @@ QuantWeight quantize_silu_mul(const at::Tensor& gu, Isa isa) {
                                       gu.size(0), gu.size(1)));
   const std::int64_t n = gu.size(0), h = gu.size(1) / 2;
   const float* gp = gu.data_ptr<float>();
-  return quantize_each_row(n, h, gu.options(), isa, [&](std::int64_t r0, std::int64_t r1, std::int8_t* qp, float* sp) {
+  return quantize_each_row(n, h, gu.options(), nullptr, "quantize_silu_mul", isa,
+                           [&](std::int64_t r0, std::int64_t r1, std::int8_t* qp, float* sp) {
     thread_local Scratch<float> buf;  // one float row
     CROSSICL_ISA_CALL(isa, "quantize", quantize_silu_mul_span, gp, h, r0, r1, buf.get(h), qp, sp);
   });
@@ -245,7 +267,7 @@ void linear_int8_out(const QuantWeight& xq, const QuantWeight& w, bool add, floa
 
 }  // namespace
 
-QuantWeight linear_int8_silu_mul(const QuantWeight& xq, const QuantWeight& w13, Isa isa) {
+QuantWeight linear_int8_silu_mul(const QuantWeight& xq, const QuantWeight& w13, Isa isa, const QuantWeight* into) {
   check_linear_int8(xq, w13);
   if (w13.q.size(0) % 2 != 0)
     throw InvalidArgument(fmt::format("linear_int8_silu_mul: the gate/up weight has {} rows, not 2 * hidden",
@@ -262,7 +284,7 @@ QuantWeight linear_int8_silu_mul(const QuantWeight& xq, const QuantWeight& w13, 
   const std::int32_t* ap = int8_product(xq, w13, [&](const std::int32_t* acc, std::int64_t c0, std::int64_t c1) {
     CROSSICL_ISA_CALL(isa, "quantize", silu_rescale_cols, acc, xs, ws, h, n, c0, c1, parts);
   }, gemm, isa);  // [n, 2h]; called back on decode steps only
-  return quantize_each_row(n, h, xq.scale.options(), isa,
+  return quantize_each_row(n, h, xq.scale.options(), into, "linear_int8_silu_mul", isa,
                            [&](std::int64_t r0, std::int64_t r1, std::int8_t* qp, float* sp) {
                              thread_local Scratch<float> buf;  // one float row
                              if (gemm.defined())  // a larger pass: one pass over the product
@@ -274,9 +296,15 @@ QuantWeight linear_int8_silu_mul(const QuantWeight& xq, const QuantWeight& w13, 
                            });
 }
 
-at::Tensor linear_int8(const QuantWeight& xq, const QuantWeight& w, Isa isa) {
+at::Tensor linear_int8(const QuantWeight& xq, const QuantWeight& w, Isa isa, const at::Tensor* into) {
   check_linear_int8(xq, w);
-  at::Tensor out = at::empty({xq.q.size(0), w.q.size(0)}, xq.scale.options());  // [n, out]
+  const std::int64_t n = xq.q.size(0), m = w.q.size(0);
+  if (into && (into->dim() != 2 || into->size(0) != n || into->size(1) != m || into->scalar_type() != at::kFloat ||
+               !into->is_contiguous() || !into->device().is_cpu()))
+    throw InvalidArgument(fmt::format("linear_int8: the output buffer [{}] {} is not a contiguous [{}, {}] float32 CPU "
+                                      "tensor", fmt::join(into->sizes(), ", "), c10::toString(into->scalar_type()), n,
+                                      m));
+  at::Tensor out = into ? *into : at::empty({n, m}, xq.scale.options());  // [n, out]
   linear_int8_out(xq, w, false, out.data_ptr<float>(), isa);
   return out;
 }

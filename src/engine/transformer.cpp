@@ -28,20 +28,26 @@ constexpr std::int64_t kSmallQuery = 16;
 // the loop against SDPA's 145 at 48 queries).
 constexpr std::int64_t kSmallScores = 48 * 48;
 
-// A decode step's activations on the CPU loops with float weights (at most kGemvMaxRows rows, no calibration),
-// allocated with their views once per forward pass: each layer's norms, products and SiLU write into them. Made per
+// A decode step's activations on the CPU loops (at most kGemvMaxRows rows, no calibration), allocated with their
+// views once per forward pass: each layer's norms, products, SiLU and quantisations write into them. Made per
 // layer, the tensors and views were about 25 ATen calls a layer (allocations, narrow, view; 5 % of a bfloat16
 // decode step on the calling thread, SmolLM2-135M, perf), while the other threads waited for the next product.
+// Float models use the float buffers, int8 models (every block's four Linear layers quantised) the int8 ones.
 struct StepBuffers {
-  at::Tensor h;          // [n, dim] RMSNorm of the residual stream
   at::Tensor qkv;        // [n, (n_heads + 2 n_kv_heads) * head_dim] fused projection
   at::Tensor heads;      // qkv as [n, n_heads + 2 n_kv_heads, head_dim]
   at::Tensor q, k, v;    // heads' query, key and value heads
   at::Tensor attn;       // [n, n_heads, head_dim] attention output
   at::Tensor attn_rows;  // attn as [n, n_heads * head_dim]
+  // float weights
+  at::Tensor h;          // [n, dim] RMSNorm of the residual stream
   at::Tensor gu;         // [n, 2 hidden] fused gate and up projection
   at::Tensor gate;       // gu's gate half
   at::Tensor ff;         // [n, hidden] silu(gate) * up
+  // int8 weights
+  QuantWeight hq;        // [n, dim] RMSNorm of the residual stream, quantised
+  QuantWeight attn_q;    // [n, n_heads * head_dim] attention output, quantised
+  QuantWeight ff_q;      // [n, hidden] silu(gate) * up, quantised
 };
 
 // What every layer of one forward pass shares.
@@ -60,19 +66,38 @@ struct Pass {
   const StepBuffers* buf;        // a decode step's buffers (null: each layer makes its tensors)
 };
 
-// The buffers of a pass over x [n, dim] when it is a decode step on the CPU loops whose float weights all take the
-// matrix-vector kernel (gemv_applies); else none (prefill, int8 layers, calibration, CUDA).
-std::optional<StepBuffers> step_buffers(const Config& c, const Weights& W, const at::Tensor& x, bool cpu_loops,
-                                        bool int8, const ActStats* stats) {
-  const std::int64_t n = x.size(0), nh = c.n_heads, kvh = c.n_kv_heads, hd = c.head_dim;
-  if (!cpu_loops || int8 || stats || n > kGemvMaxRows) return std::nullopt;
+// The buffers of a pass over x [n, dim] when it is a decode step on the CPU loops whose weights all take the
+// matrix-vector kernels: float ones by gemv_applies, or every block's four Linear layers int8 (Int8Options'
+// keep_float keeps none of them float); else none (prefill, calibration, CUDA).
+std::optional<StepBuffers> step_buffers(const Config& c, const Weights& W, const std::vector<QuantLayer>* Q,
+                                        const at::Tensor& x, bool cpu_loops, const ActStats* stats) {
+  const std::int64_t n = x.size(0), dim = x.size(1), nh = c.n_heads, kvh = c.n_kv_heads, hd = c.head_dim;
+  if (!cpu_loops || stats || n > kGemvMaxRows || W.layers.empty()) return std::nullopt;
   StepBuffers b;
-  b.h = at::empty_like(x);  // [n, dim]
-  for (const LayerWeights& L : W.layers)
-    if (!detail::gemv_applies(b.h, L.wqkv) || !detail::gemv_applies(b.h, L.w13) || L.wo.size(0) != x.size(1) ||
-        L.w2.size(0) != x.size(1) || L.w13.size(0) % 2 != 0)
-      return std::nullopt;
-  const std::int64_t hidden = W.layers.empty() ? 0 : W.layers[0].w13.size(0) / 2;
+  std::int64_t hidden = 0;
+  if (Q) {
+    for (const QuantLayer& L : *Q)
+      if (!L.wqkv.q.defined() || !L.wo.q.defined() || !L.w13.q.defined() || !L.w2.q.defined() ||
+          L.w13.q.size(0) != (*Q)[0].w13.q.size(0))
+        return std::nullopt;
+    hidden = (*Q)[0].w13.q.size(0) / 2;
+    auto quant = [&](std::int64_t k) {  // q [n, k] int8, scale [n] float32
+      return QuantWeight{at::empty({n, k}, x.options().dtype(at::kChar)), at::empty({n}, x.options())};
+    };
+    b.hq = quant(dim);
+    b.attn_q = quant(nh * hd);
+    b.ff_q = quant(hidden);
+  } else {
+    b.h = at::empty_like(x);  // [n, dim]
+    hidden = W.layers[0].w13.size(0) / 2;
+    for (const LayerWeights& L : W.layers)
+      if (!detail::gemv_applies(b.h, L.wqkv) || !detail::gemv_applies(b.h, L.w13) || L.wo.size(0) != dim ||
+          L.w2.size(0) != dim || L.w13.size(0) != 2 * hidden)
+        return std::nullopt;
+    b.gu = at::empty({n, 2 * hidden}, x.options());
+    b.gate = b.gu.narrow(1, 0, hidden);
+    b.ff = at::empty({n, hidden}, x.options());
+  }
   b.qkv = at::empty({n, (nh + 2 * kvh) * hd}, x.options());
   b.heads = b.qkv.view({n, nh + 2 * kvh, hd});
   b.q = b.heads.narrow(1, 0, nh);
@@ -80,9 +105,6 @@ std::optional<StepBuffers> step_buffers(const Config& c, const Weights& W, const
   b.v = b.heads.narrow(1, nh + kvh, kvh);
   b.attn = at::empty({n, nh, hd}, x.options());
   b.attn_rows = b.attn.view({n, nh * hd});
-  b.gu = at::empty({n, 2 * hidden}, x.options());
-  b.gate = b.gu.narrow(1, 0, hidden);
-  b.ff = at::empty({n, hidden}, x.options());
   return b;
 }
 
@@ -231,11 +253,16 @@ void attention(const Pass& p, const LayerWeights& L, const QuantLayer* Q, std::i
   CROSSICL_PROFILE("attention_block");
   const std::int64_t n = x.size(0), nh = p.c.n_heads, kvh = p.c.n_kv_heads, hd = p.c.head_dim;
   const QuantWeight* wqkv = quantized(Q, &QuantLayer::wqkv);
-  const StepBuffers* b = wqkv ? nullptr : p.buf;
+  const StepBuffers* b = p.buf;
   at::Tensor qkv, q, k, v;  // [n, nh + 2 kvh, hd] and its query, key and value heads
-  if (b) {  // a decode step's float layer, into its buffers
-    detail::rms_norm_cpu_into(x, L.attention_norm, p.c.norm_eps, b->h);
-    detail::gemv_into(b->h, L.wqkv, b->qkv, /*add=*/false);
+  if (b) {  // a decode step, into its buffers
+    if (wqkv) {
+      detail::quantize_rms_norm(x, L.attention_norm, p.c.norm_eps, active_isa(), &b->hq);
+      detail::linear_int8(b->hq, *wqkv, active_isa(), &b->qkv);
+    } else {
+      detail::rms_norm_cpu_into(x, L.attention_norm, p.c.norm_eps, b->h);
+      detail::gemv_into(b->h, L.wqkv, b->qkv, /*add=*/false);
+    }
     qkv = b->heads;
     detail::rope_qk_cpu(qkv, nh + kvh, p.cos, p.sin);  // in place on the query and key heads
     q = b->q, k = b->k, v = b->v;
@@ -272,7 +299,11 @@ void attention(const Pass& p, const LayerWeights& L, const QuantLayer* Q, std::i
     attend(p, one ? q : q.narrow(0, span.start, span.len), k_cache, v_cache, span.p0, rows);
   }
   if (!loop.empty()) detail::attend_cpu(q, loop, p.scale, attn);
-  project_add(p, layer, kSlotO, b ? b->attn_rows : attn.view({n, nh * hd}), L.wo, quantized(Q, &QuantLayer::wo), x);
+  const QuantWeight* wo = quantized(Q, &QuantLayer::wo);
+  if (b && wo)
+    detail::linear_int8_add(detail::quantize_rows(b->attn_rows, active_isa(), &b->attn_q), *wo, x);
+  else
+    project_add(p, layer, kSlotO, b ? b->attn_rows : attn.view({n, nh * hd}), L.wo, wo, x);
 }
 
 // SwiGLU on h = RMSNorm(x): w2(silu(w1 h) * w3 h), the gate and up projections as one product, added to x.
@@ -281,12 +312,16 @@ void feed_forward(const Pass& p, const LayerWeights& L, const QuantLayer* Q, std
   CROSSICL_PROFILE("feed_forward_block");
   const QuantWeight* w13 = quantized(Q, &QuantLayer::w13);
   const QuantWeight* w2 = quantized(Q, &QuantLayer::w2);
+  const StepBuffers* b = p.buf;
   if (w13 && w2 && !p.stats) {  // int8 throughout: no float tensor between the norm and the residual
-    const QuantWeight h = detail::linear_int8_silu_mul(detail::quantize_rms_norm(x, L.ffn_norm, p.c.norm_eps), *w13);
+    const Isa isa = active_isa();
+    const QuantWeight h = detail::linear_int8_silu_mul(
+        detail::quantize_rms_norm(x, L.ffn_norm, p.c.norm_eps, isa, b ? &b->hq : nullptr), *w13, isa,
+        b ? &b->ff_q : nullptr);
     detail::linear_int8_add(h, *w2, x);
     return;
   }
-  if (const StepBuffers* b = w13 || w2 ? nullptr : p.buf) {  // a decode step's float layer, into its buffers
+  if (b) {  // a decode step's float layer, into its buffers
     detail::rms_norm_cpu_into(x, L.ffn_norm, p.c.norm_eps, b->h);
     detail::gemv_into(b->h, L.w13, b->gu, /*add=*/false);
     detail::silu_mul_cpu_into(b->gu, b->gate, b->ff);
@@ -389,7 +424,8 @@ DecodeOutput forward(const Model& model, const BatchPlan& plan, const std::vecto
   const bool int8_head = int8 && model.quant_output().q.defined();  // else keep_float "head": float tables
   at::Tensor x = int8_head ? detail::embedding_int8(model.quant_embeddings(), tokens)
                            : W.tok_embeddings.index_select(0, tokens);  // [n, dim]
-  const std::optional<StepBuffers> buf = step_buffers(c, W, x, cpu_loops, int8, stats);
+  const std::optional<StepBuffers> buf = step_buffers(c, W, int8 ? &model.quant_layers() : nullptr, x, cpu_loops,
+                                                      stats);
   p.buf = buf ? &*buf : nullptr;
   if (wanted(0)) hidden[0] = x.index_select(0, rows);
   for (std::int64_t l = 0; l < c.n_layers; ++l) {

@@ -464,3 +464,35 @@ TEST_CASE("linear_int8_silu_mul equals the int8 gate/up product through quantize
                                                 quant::quantize_linear(at::randn({141, 96}, gen(18)))),
                     Catch::Contains("141 rows, not 2 * hidden"));
 }
+
+TEST_CASE("the int8 kernels write into given buffers what they return, and name buffers that do not fit",
+          "[engine][quant]") {
+  const QuantWeight w13 = quant::quantize_linear(at::randn({2 * 40, 96}, gen(21)));
+  const at::Tensor x = sample_rows(2, 96, 22), norm_w = at::rand({96}, gen(23)) + 0.5;
+  auto buffers = [](std::int64_t n, std::int64_t k) {  // stale codes and scales, as an earlier layer leaves them
+    return QuantWeight{at::full({n, k}, 5, at::kChar), at::full({n}, 3.0f)};
+  };
+  const QuantWeight rq = buffers(2, 96), nq = buffers(2, 96), sq = buffers(2, 40);
+  quant::quantize_rows(x, active_isa(), &rq);
+  quant::quantize_rms_norm(x, norm_w, 1e-5, active_isa(), &nq);
+  quant::linear_int8_silu_mul(nq, w13, active_isa(), &sq);
+  at::Tensor y = at::full({2, 80}, 7.0f);
+  quant::linear_int8(rq, w13, active_isa(), &y);
+  const QuantWeight r = quant::quantize_rows(x), nr = quant::quantize_rms_norm(x, norm_w, 1e-5);
+  const QuantWeight sr = quant::linear_int8_silu_mul(nr, w13);
+  for (auto [got, want] : {std::pair{rq, r}, {nq, nr}, {sq, sr}}) {
+    CHECK(at::equal(got.q, want.q));
+    CHECK(at::equal(got.scale, want.scale));
+  }
+  CHECK(at::equal(y, quant::linear_int8(r, w13)));
+
+  const QuantWeight narrow = buffers(2, 95), wrong_scale{at::empty({2, 96}, at::kChar), at::empty({3})};
+  CHECK_THROWS_WITH(quant::quantize_rows(x, active_isa(), &narrow),
+                    Catch::Contains("quantize_rows") && Catch::Contains("q [2, 95]") && Catch::Contains("[2, 96]"));
+  CHECK_THROWS_WITH(quant::quantize_rms_norm(x, norm_w, 1e-5, active_isa(), &wrong_scale),
+                    Catch::Contains("quantize_rms_norm") && Catch::Contains("scale [3]"));
+  CHECK_THROWS_WITH(quant::linear_int8_silu_mul(nq, w13, active_isa(), &rq), Catch::Contains("[2, 40]"));
+  const at::Tensor y_bad = at::empty({2, 80}, at::kDouble);
+  CHECK_THROWS_WITH(quant::linear_int8(rq, w13, active_isa(), &y_bad),
+                    Catch::Contains("linear_int8") && Catch::Contains("Double") && Catch::Contains("[2, 80]"));
+}
