@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <string>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -33,6 +34,12 @@ void check_float_matrix(const at::Tensor& x, const char* what) {
                                       c10::toString(x.scalar_type()), x.device().str()));
 }
 
+// "[2, 95] Char" (shape and dtype), or "undefined", for errors.
+std::string describe(const at::Tensor& t) {
+  return t.defined() ? fmt::format("[{}] {}", fmt::join(t.sizes(), ", "), c10::toString(t.scalar_type()))
+                     : "undefined";
+}
+
 // q [n, k] int8 and scale [n] float32 (on `opts`' device; `into`'s when given, checked), rows filled in parallel by
 // fill(r0, r1, q, scale).
 template <class Fill>
@@ -45,14 +52,9 @@ QuantWeight quantize_each_row(std::int64_t n, std::int64_t k, const at::TensorOp
         out.q.scalar_type() != at::kChar || !out.q.is_contiguous() || !out.q.device().is_cpu() ||
         out.scale.numel() != n || out.scale.scalar_type() != at::kFloat || !out.scale.is_contiguous() ||
         !out.scale.device().is_cpu())
-      throw InvalidArgument(fmt::format("{}: the output buffers (q [{}] {}, scale [{}] {}) are not q [{}, {}] int8 and "
-                                        "scale [{}] float32, contiguous on the CPU", what,
-                                        out.q.defined() ? fmt::format("{}", fmt::join(out.q.sizes(), ", ")) : "",
-                                        out.q.defined() ? c10::toString(out.q.scalar_type()) : "undefined",
-                                        out.scale.defined() ? fmt::format("{}", fmt::join(out.scale.sizes(), ", "))
-                                                            : "",
-                                        out.scale.defined() ? c10::toString(out.scale.scalar_type()) : "undefined", n,
-                                        k, n));
+      throw InvalidArgument(fmt::format("{}: the output buffers (q {}, scale {}) are not q [{}, {}] int8 and scale "
+                                        "[{}] float32, contiguous on the CPU", what, describe(out.q),
+                                        describe(out.scale), n, k, n));
   } else {
     out = {at::empty({n, k}, opts.dtype(at::kChar)), at::empty({n}, opts.dtype(at::kFloat))};
   }
@@ -301,9 +303,8 @@ at::Tensor linear_int8(const QuantWeight& xq, const QuantWeight& w, Isa isa, con
   const std::int64_t n = xq.q.size(0), m = w.q.size(0);
   if (into && (into->dim() != 2 || into->size(0) != n || into->size(1) != m || into->scalar_type() != at::kFloat ||
                !into->is_contiguous() || !into->device().is_cpu()))
-    throw InvalidArgument(fmt::format("linear_int8: the output buffer [{}] {} is not a contiguous [{}, {}] float32 CPU "
-                                      "tensor", fmt::join(into->sizes(), ", "), c10::toString(into->scalar_type()), n,
-                                      m));
+    throw InvalidArgument(fmt::format("linear_int8: the output buffer {} is not a contiguous [{}, {}] float32 CPU "
+                                      "tensor", describe(*into), n, m));
   at::Tensor out = into ? *into : at::empty({n, m}, xq.scale.options());  // [n, out]
   linear_int8_out(xq, w, false, out.data_ptr<float>(), isa);
   return out;

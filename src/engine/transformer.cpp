@@ -131,10 +131,11 @@ void project_add(const Pass& p, std::int64_t layer, ActSlot slot,
                  const at::Tensor& x,   // [n, in]
                  const at::Tensor& w,   // [out, in] float (undefined when quantised)
                  const QuantWeight* q,  // int8 weight or null
-                 at::Tensor& residual) {  // [n, out] residual stream, updated
+                 at::Tensor& residual,  // [n, out] residual stream, updated
+                 const QuantWeight* codes = nullptr) {  // a decode step's buffer for x's int8 codes, or null
   if (p.stats) p.stats->observe(layer, slot, x);
   if (q)
-    detail::linear_int8_add(detail::quantize_rows(x), *q, residual);
+    detail::linear_int8_add(detail::quantize_rows(x, active_isa(), codes), *q, residual);
   else if (detail::gemv_applies(x, w) && residual.is_contiguous())
     detail::gemv_into(x, w, residual, /*add=*/true);  // decode steps: added as each thread's rows are summed
   else
@@ -155,6 +156,23 @@ at::Tensor norm_project(const Pass& p, std::int64_t layer, ActSlot slot,
                         const QuantWeight* q) {    // -> [n, out]
   if (q && !p.stats) return detail::linear_int8(detail::quantize_rms_norm(x, norm_w, p.c.norm_eps), *q);
   return project(p, layer, slot, norm(p, x, norm_w), w, q);
+}
+
+// norm_project of a decode step into `out`, the norm (or its int8 codes) in the step's buffer.
+void norm_project_into(const Pass& p,
+                       const at::Tensor& x,       // [n, dim] residual stream
+                       const at::Tensor& norm_w,  // [dim] RMSNorm weight
+                       const at::Tensor& w,       // [out, dim] float (undefined when quantised)
+                       const QuantWeight* q,      // int8 weight or null
+                       const at::Tensor& out) {   // [n, out] buffer, written
+  const StepBuffers& b = *p.buf;
+  if (q) {
+    detail::linear_int8(detail::quantize_rms_norm(x, norm_w, p.c.norm_eps, active_isa(), &b.hq), *q, active_isa(),
+                        &out);
+  } else {
+    detail::rms_norm_cpu_into(x, norm_w, p.c.norm_eps, b.h);
+    detail::gemv_into(b.h, w, out, /*add=*/false);
+  }
 }
 
 // Query positions p0 .. T-1 as a column and key positions 0 .. T-1 as a row, for a causal mask.
@@ -256,13 +274,7 @@ void attention(const Pass& p, const LayerWeights& L, const QuantLayer* Q, std::i
   const StepBuffers* b = p.buf;
   at::Tensor qkv, q, k, v;  // [n, nh + 2 kvh, hd] and its query, key and value heads
   if (b) {  // a decode step, into its buffers
-    if (wqkv) {
-      detail::quantize_rms_norm(x, L.attention_norm, p.c.norm_eps, active_isa(), &b->hq);
-      detail::linear_int8(b->hq, *wqkv, active_isa(), &b->qkv);
-    } else {
-      detail::rms_norm_cpu_into(x, L.attention_norm, p.c.norm_eps, b->h);
-      detail::gemv_into(b->h, L.wqkv, b->qkv, /*add=*/false);
-    }
+    norm_project_into(p, x, L.attention_norm, L.wqkv, wqkv, b->qkv);
     qkv = b->heads;
     detail::rope_qk_cpu(qkv, nh + kvh, p.cos, p.sin);  // in place on the query and key heads
     q = b->q, k = b->k, v = b->v;
@@ -299,11 +311,8 @@ void attention(const Pass& p, const LayerWeights& L, const QuantLayer* Q, std::i
     attend(p, one ? q : q.narrow(0, span.start, span.len), k_cache, v_cache, span.p0, rows);
   }
   if (!loop.empty()) detail::attend_cpu(q, loop, p.scale, attn);
-  const QuantWeight* wo = quantized(Q, &QuantLayer::wo);
-  if (b && wo)
-    detail::linear_int8_add(detail::quantize_rows(b->attn_rows, active_isa(), &b->attn_q), *wo, x);
-  else
-    project_add(p, layer, kSlotO, b ? b->attn_rows : attn.view({n, nh * hd}), L.wo, wo, x);
+  project_add(p, layer, kSlotO, b ? b->attn_rows : attn.view({n, nh * hd}), L.wo, quantized(Q, &QuantLayer::wo), x,
+              b ? &b->attn_q : nullptr);
 }
 
 // SwiGLU on h = RMSNorm(x): w2(silu(w1 h) * w3 h), the gate and up projections as one product, added to x.
@@ -322,8 +331,7 @@ void feed_forward(const Pass& p, const LayerWeights& L, const QuantLayer* Q, std
     return;
   }
   if (b) {  // a decode step's float layer, into its buffers
-    detail::rms_norm_cpu_into(x, L.ffn_norm, p.c.norm_eps, b->h);
-    detail::gemv_into(b->h, L.w13, b->gu, /*add=*/false);
+    norm_project_into(p, x, L.ffn_norm, L.w13, nullptr, b->gu);
     detail::silu_mul_cpu_into(b->gu, b->gate, b->ff);
     project_add(p, layer, kSlotDown, b->ff, L.w2, nullptr, x);
     return;
