@@ -19,6 +19,7 @@
 #include "crossicl/core/error.h"
 #include "detail/engine_profile.h"
 #include "detail/engine_scratch.h"
+#include "detail/engine_team.h"
 
 #define CROSSICL_ISA_BODY "engine/gemv_body.inc"
 #include "detail/isa_instances.h"
@@ -42,15 +43,18 @@ constexpr std::int64_t kChunksPerThread = 16;
 // the others' shares. So each thread streams one run of rows, as a fixed split does, and a slower thread hands its
 // last chunks to a faster one. With a fixed half per thread the vCPUs of a 2-vCPU AMD EPYC VM streamed their halves
 // at speeds up to 12 % apart, and one thread or the other waited at the join for 6-10 % of a bfloat16 decode step;
-// with the shares, 2-3 % (perf, SmolLM2-135M).
+// with the shares, 2-3 % (perf, SmolLM2-135M). Inside a decode step's team (detail/engine_team.h) the team's
+// threads take the shares, thread t share t as at::parallel_for would give it.
 template <class F>
 void parallel_rows(std::int64_t rows, std::int64_t row_bytes, const F& fn) {
-  const std::int64_t threads = std::max(1, at::get_num_threads());
+  Team* team = Team::current();
+  const std::int64_t threads =
+      team ? team->size() : at::in_parallel_region() ? 1 : std::max(1, at::get_num_threads());
   const std::int64_t even = (rows + threads * kChunksPerThread - 1) / (threads * kChunksPerThread);
   const std::int64_t chunk = (std::max(row_grain(row_bytes), even) + 3) / 4 * 4;
   const std::int64_t chunks = (rows + chunk - 1) / chunk;
   const std::int64_t parts = std::min(threads, chunks);
-  if (parts == 1 || at::in_parallel_region()) {
+  if (parts == 1) {
     fn(0, rows);
     return;
   }
@@ -74,12 +78,19 @@ void parallel_rows(std::int64_t rows, std::int64_t row_bytes, const F& fn) {
         return static_cast<std::int64_t>(front ? f : b - 1);
     }
   };
+  auto work = [&](std::int64_t t) {  // own share from the front, then the others' from the back
+    for (std::int64_t k = 0; k < parts; ++k) {
+      const std::int64_t owner = (t + k) % parts;
+      for (std::int64_t c; (c = claim(owner, k == 0 && t < parts)) >= 0;)
+        fn(c * chunk, std::min(rows, (c + 1) * chunk));
+    }
+  };
+  if (team) {
+    team->each([&](int t) { work(t); });
+    return;
+  }
   at::parallel_for(0, parts, 1, [&](std::int64_t t0, std::int64_t t1) {
-    for (std::int64_t t = t0; t < t1; ++t)
-      for (std::int64_t k = 0; k < parts; ++k) {  // own share from the front, then the others' from the back
-        const std::int64_t owner = (t + k) % parts;
-        for (std::int64_t c; (c = claim(owner, k == 0)) >= 0;) fn(c * chunk, std::min(rows, (c + 1) * chunk));
-      }
+    for (std::int64_t t = t0; t < t1; ++t) work(t);
   });
 }
 
@@ -220,12 +231,12 @@ void gemv_int8_into(const at::Tensor& xq_in, const at::Tensor& w, std::int32_t* 
   // each block summed in registers while the input rows stream past a few at a time.
   const std::int64_t ld = w.stride(1);
   const std::int64_t blocks = (out + kColBlock - 1) / kColBlock;
-  at::parallel_for(0, blocks, std::max<std::int64_t>(1, row_grain(in * kColBlock) / kColBlock),
-                   [&](std::int64_t b0, std::int64_t b1) {
-                     const std::int64_t o0 = b0 * kColBlock, o1 = std::min(out, b1 * kColBlock);
-                     CROSSICL_ISA_CALL(isa, "gemv", gemv_cols_i8, wp, ld, in, xp, m, o0, o1, yp, out);
-                     if (done) done(o0, o1);
-                   });
+  detail::parallel_for(0, blocks, std::max<std::int64_t>(1, row_grain(in * kColBlock) / kColBlock),
+                       [&](std::int64_t b0, std::int64_t b1) {
+                         const std::int64_t o0 = b0 * kColBlock, o1 = std::min(out, b1 * kColBlock);
+                         CROSSICL_ISA_CALL(isa, "gemv", gemv_cols_i8, wp, ld, in, xp, m, o0, o1, yp, out);
+                         if (done) done(o0, o1);
+                       });
 }
 
 at::Tensor gemv_int8(const at::Tensor& xq, const at::Tensor& w, Isa isa) {

@@ -14,6 +14,7 @@
 
 #include "crossicl/core/error.h"
 #include "detail/engine_profile.h"
+#include "detail/engine_team.h"
 
 #define CROSSICL_ISA_BODY "engine/kernels_body.inc"
 #include "detail/isa_instances.h"

@@ -17,6 +17,7 @@
 #include "detail/engine_ops.h"
 #include "detail/engine_profile.h"
 #include "detail/engine_quant.h"
+#include "detail/engine_team.h"
 
 namespace crossicl::detail {
 namespace {
@@ -64,7 +65,29 @@ struct Pass {
   double scale;                  // attention scale 1 / sqrt(head_dim)
   ActStats* stats;               // calibration: Linear input maxima recorded here (null = not gathered)
   const StepBuffers* buf;        // a decode step's buffers (null: each layer makes its tensors)
+  // A decode step's weight products in order (4 per block: wqkv, wo, w13, w2; then the head), as the bytes each
+  // reads (int8 codes on int8 layers), for the team's threads to stream the next one while they wait.
+  std::vector<std::pair<const void*, std::int64_t>> products;
 };
+
+// The bytes a weight matrix spans from its first element, as Pass::products lists them (its rows' stride or a
+// transposed view included); none for an empty tensor or one with negative strides.
+std::pair<const void*, std::int64_t> bytes_of(const at::Tensor& w) {
+  std::int64_t last = 0;  // offset of the last element, in elements
+  for (std::int64_t d = 0; d < w.dim(); ++d) {
+    if (w.size(d) == 0 || w.stride(d) < 0) return {nullptr, 0};
+    last += (w.size(d) - 1) * w.stride(d);
+  }
+  return {w.data_ptr(), (last + 1) * static_cast<std::int64_t>(w.element_size())};
+}
+
+// Tells a decode step's team that the product coming next is product k of block `layer` (as Pass::products
+// numbers them), so that its threads stream the one after it while they wait.
+void before_product(const Pass& p, std::int64_t layer, std::int64_t k) {
+  Team* team = Team::current();
+  const std::size_t next = static_cast<std::size_t>(layer * 4 + k + 1);
+  if (team && next < p.products.size()) team->set_next(p.products[next].first, p.products[next].second);
+}
 
 // The buffers of a pass over x [n, dim] when it is a decode step on the CPU loops whose weights all take the
 // matrix-vector kernels: float ones by gemv_applies, or every block's four Linear layers int8 (Int8Options'
@@ -274,6 +297,7 @@ void attention(const Pass& p, const LayerWeights& L, const QuantLayer* Q, std::i
   const StepBuffers* b = p.buf;
   at::Tensor qkv, q, k, v;  // [n, nh + 2 kvh, hd] and its query, key and value heads
   if (b) {  // a decode step, into its buffers
+    before_product(p, layer, 0);
     norm_project_into(p, x, L.attention_norm, L.wqkv, wqkv, b->qkv);
     qkv = b->heads;
     detail::rope_qk_cpu(qkv, nh + kvh, p.cos, p.sin);  // in place on the query and key heads
@@ -310,7 +334,9 @@ void attention(const Pass& p, const LayerWeights& L, const QuantLayer* Q, std::i
     at::Tensor rows = one ? attn : attn.narrow(0, span.start, span.len);  // [len, n_heads, head_dim]
     attend(p, one ? q : q.narrow(0, span.start, span.len), k_cache, v_cache, span.p0, rows);
   }
+  before_product(p, layer, 0);  // the attention loop's threads stream wo after it
   if (!loop.empty()) detail::attend_cpu(q, loop, p.scale, attn);
+  before_product(p, layer, 1);
   project_add(p, layer, kSlotO, b ? b->attn_rows : attn.view({n, nh * hd}), L.wo, quantized(Q, &QuantLayer::wo), x,
               b ? &b->attn_q : nullptr);
 }
@@ -324,15 +350,19 @@ void feed_forward(const Pass& p, const LayerWeights& L, const QuantLayer* Q, std
   const StepBuffers* b = p.buf;
   if (w13 && w2 && !p.stats) {  // int8 throughout: no float tensor between the norm and the residual
     const Isa isa = active_isa();
+    before_product(p, layer, 2);
     const QuantWeight h = detail::linear_int8_silu_mul(
         detail::quantize_rms_norm(x, L.ffn_norm, p.c.norm_eps, isa, b ? &b->hq : nullptr), *w13, isa,
         b ? &b->ff_q : nullptr);
+    before_product(p, layer, 3);
     detail::linear_int8_add(h, *w2, x);
     return;
   }
   if (b) {  // a decode step's float layer, into its buffers
+    before_product(p, layer, 2);
     norm_project_into(p, x, L.ffn_norm, L.w13, nullptr, b->gu);
     detail::silu_mul_cpu_into(b->gu, b->gate, b->ff);
+    before_product(p, layer, 3);
     project_add(p, layer, kSlotDown, b->ff, L.w2, nullptr, x);
     return;
   }
@@ -435,23 +465,41 @@ DecodeOutput forward(const Model& model, const BatchPlan& plan, const std::vecto
   const std::optional<StepBuffers> buf = step_buffers(c, W, int8 ? &model.quant_layers() : nullptr, x, cpu_loops,
                                                       stats);
   p.buf = buf ? &*buf : nullptr;
-  if (wanted(0)) hidden[0] = x.index_select(0, rows);
-  for (std::int64_t l = 0; l < c.n_layers; ++l) {
-    const LayerWeights& L = W.layers[l];
-    const QuantLayer* Q = int8 ? &model.quant_layers()[l] : nullptr;
-    attention(p, L, Q, l, x);     // x [n, dim] residual, updated
-    feed_forward(p, L, Q, l, x);  // x [n, dim] residual, updated
-    if (l + 1 < c.n_layers && wanted(l + 1)) hidden[l + 1] = x.index_select(0, rows);
+  if (buf && at::get_num_threads() > 1) {  // a team will run the step
+    for (std::int64_t l = 0; l < c.n_layers; ++l) {
+      if (int8) {
+        const QuantLayer& Q = model.quant_layers()[l];
+        for (const QuantWeight* w : {&Q.wqkv, &Q.wo, &Q.w13, &Q.w2}) p.products.push_back(bytes_of(w->q));
+      } else {
+        const LayerWeights& L = W.layers[l];
+        for (const at::Tensor* w : {&L.wqkv, &L.wo, &L.w13, &L.w2}) p.products.push_back(bytes_of(*w));
+      }
+    }
+    p.products.push_back(bytes_of(int8_head ? model.quant_output().q : W.output));
   }
-  at::Tensor xo = norm(p, x.index_select(0, rows), W.norm);  // [n_out, dim] final norm
-  if (wanted(c.n_layers)) hidden[c.n_layers] = xo;
-
+  if (wanted(0)) hidden[0] = x.index_select(0, rows);
   DecodeOutput out;
-  if (options.logits)  // [n_out, vocab_size]
-    out.logits = (int8_head ? detail::linear_int8(xo, model.quant_output()) : detail::linear(xo, W.output))
-                     .to(at::kFloat)
-                     .cpu()
-                     .contiguous();
+  // A decode step holds the intra-op threads for its whole pass (detail/engine_team.h); other passes use them per op.
+  auto layers = [&] {
+    for (std::int64_t l = 0; l < c.n_layers; ++l) {
+      const LayerWeights& L = W.layers[l];
+      const QuantLayer* Q = int8 ? &model.quant_layers()[l] : nullptr;
+      attention(p, L, Q, l, x);     // x [n, dim] residual, updated
+      feed_forward(p, L, Q, l, x);  // x [n, dim] residual, updated
+      if (l + 1 < c.n_layers && wanted(l + 1)) hidden[l + 1] = x.index_select(0, rows);
+    }
+    at::Tensor xo = norm(p, x.index_select(0, rows), W.norm);  // [n_out, dim] final norm
+    if (wanted(c.n_layers)) hidden[c.n_layers] = xo;
+    if (options.logits)  // [n_out, vocab_size]
+      out.logits = (int8_head ? detail::linear_int8(xo, model.quant_output()) : detail::linear(xo, W.output))
+                       .to(at::kFloat)
+                       .cpu()
+                       .contiguous();
+  };
+  if (buf)
+    Team::run(layers);
+  else
+    layers();
   for (int layer : options.hidden_layers) out.hidden.push_back(hidden[layer].to(at::kFloat).cpu().contiguous());
   return out;
 }

@@ -3,9 +3,14 @@
 // blocks, odd input rows, row chunks), every ISA path giving the same bits. Hidden cases ([.bench]) time them
 // against ATen on SmolLM2's shapes, one matrix at a time and over a whole pass with the weights out of cache.
 // Also the bfloat16 GEMM through float32 (detail::linear_bf16_via_float) that replaces ATen's where it is slow.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+#include <vector>
 #include <tuple>
 
 #include <ATen/ATen.h>
@@ -17,6 +22,7 @@
 #include "crossicl/core/isa.h"
 #include "detail/engine_gemv.h"
 #include "detail/engine_ops.h"
+#include "detail/engine_team.h"
 
 using namespace crossicl;
 namespace d = crossicl::detail;
@@ -183,6 +189,97 @@ TEST_CASE("gemv splits its rows over any number of threads, each row summed and 
       at::set_num_threads(t);
       CHECK(at::equal(d::gemv_int8(xq, wq), want));
     }
+  }
+  at::set_num_threads(threads);
+}
+
+TEST_CASE("a decode step's team runs the products and parallel loops on its threads, each index once",
+          "[engine][gemv]") {
+  const int threads = at::get_num_threads();
+  const at::Tensor x = at::randn({2, 96}, gen(11));
+  const at::Tensor w = at::randn({4099, 96}, gen(12));
+  const at::Tensor xq = at::randint(-127, 128, {3, 200}, gen(13)).to(at::kChar);
+  const at::Tensor wq = at::randint(-127, 128, {1000, 200}, gen(14)).to(at::kChar);
+  const at::Tensor wq_cols = wq.t().contiguous().t();  // the [in, out] layout's loop
+  const at::Tensor want = d::gemv(x, w), want_b = d::gemv(x.to(at::kBFloat16), w.to(at::kBFloat16));
+  const at::Tensor want_q = at::_int_mm(xq, wq.t());
+  for (int t : {1, 2, 3, 5}) {
+    INFO("threads=" << t);
+    at::set_num_threads(t);
+    CHECK(d::Team::current() == nullptr);
+    int size = 0;
+    bool nested_inline = false;
+    at::Tensor got, got_b, got_q, got_q_cols, added = at::zeros({2, 4099});
+    std::vector<int> hits(10007, 0), calls;
+    d::Team::run([&] {
+      d::Team* team = d::Team::current();  // none on one thread: the body runs as it is
+      REQUIRE((team == nullptr) == (t == 1));
+      if (!team) return;
+      size = team->size();
+      team->set_next(w.data_ptr(), w.numel() * 4 - 3);  // streamed by the waiting threads; not a whole cache line
+      got = d::gemv(x, w);
+      got_b = d::gemv(x.to(at::kBFloat16), w.to(at::kBFloat16));
+      d::gemv_into(x, w, added, /*add=*/true);
+      got_q = d::gemv_int8(xq, wq);
+      got_q_cols = d::gemv_int8(xq, wq_cols);
+      d::parallel_for(0, 10007, 100, [&](std::int64_t b, std::int64_t e) {
+        for (std::int64_t i = b; i < e; ++i) ++hits[static_cast<std::size_t>(i)];
+      });
+      calls.assign(static_cast<std::size_t>(size), 0);
+      team->each([&](int i) {  // 1: called on a thread where the team is current only for its body (thread 0)
+        calls[static_cast<std::size_t>(i)] = d::Team::current() == (i == 0 ? team : nullptr) ? 1 : 2;
+      });
+      d::Team::run([&] { nested_inline = d::Team::current() == team; });
+    });
+    CHECK(d::Team::current() == nullptr);
+    if (t == 1) continue;
+    CHECK(size == t);
+    CHECK(nested_inline);
+    CHECK(at::equal(got, want));
+    CHECK(at::equal(got_b, want_b));
+    CHECK(at::equal(added, want));
+    CHECK(at::equal(got_q, want_q));
+    CHECK(at::equal(got_q_cols, want_q));
+    CHECK(std::count(hits.begin(), hits.end(), 1) == 10007);
+    CHECK(std::count(calls.begin(), calls.end(), 1) == size);
+  }
+  at::set_num_threads(threads);
+}
+
+TEST_CASE("an exception in a team's job or body reaches the caller once every thread has left", "[engine][gemv]") {
+  const int threads = at::get_num_threads();
+  for (int t : {1, 2, 3}) {
+    INFO("threads=" << t);
+    at::set_num_threads(t);
+    CHECK_THROWS_WITH(d::Team::run([] { throw std::runtime_error("body"); }), "body");
+    if (t == 1) continue;  // no team
+    int after = 0;
+    CHECK_THROWS_WITH(d::Team::run([&] {
+                        d::Team* team = d::Team::current();
+                        team->each([&](int i) {
+                          if (i == team->size() - 1) throw InvalidArgument("job " + std::to_string(i));
+                        });
+                        ++after;
+                      }),
+                      "job " + std::to_string(t - 1));
+    CHECK(after == 0);
+    // a caught job exception is the body's to handle: the team goes on
+    int sum = 0;
+    d::Team::run([&] {
+      d::Team* team = d::Team::current();
+      try {
+        team->each([](int i) {
+          if (i == 0) throw InvalidArgument("first");
+        });
+      } catch (const InvalidArgument&) {
+        ++sum;
+      }
+      std::vector<int> seen(static_cast<std::size_t>(team->size()), 0);
+      team->each([&](int i) { seen[static_cast<std::size_t>(i)] = 1; });
+      sum += std::accumulate(seen.begin(), seen.end(), 0);
+    });
+    CHECK(sum == 1 + t);
+    CHECK(d::Team::current() == nullptr);
   }
   at::set_num_threads(threads);
 }
