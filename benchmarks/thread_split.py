@@ -15,6 +15,8 @@ Columns, as shares of each thread's samples in the window:
   kernels    the matrix-vector kernels (gemv_rows_*, gemv_cols_*)
   attention  the decode-step attention loop (attend_cpu, weigh_values)
   openmp     libgomp: waiting for work, or at the join of a parallel region
+  team wait  a decode step's team (detail/engine_team.h): waiting for a job, or for the others at a job's end
+  streaming  a waiting team thread streaming the next product's weights towards its core
   alone      everything else: for the calling thread the work no other thread shares (norms, RoPE, quantisation,
              ATen's dispatch and allocations, the greedy step)
 """
@@ -55,6 +57,10 @@ def classify(sym: str, dso: str) -> str:
         return "attention"
     if "libgomp" in dso:
         return "openmp"
+    if sym.endswith("(anonymous namespace)::stream"):
+        return "streaming"
+    if "Team::" in sym:
+        return "team wait"
     return "alone"
 
 
@@ -65,7 +71,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tokens", type=int, default=256, help="tokens per timed call")
     ap.add_argument("--calls", type=int, default=2, help="timed calls")
-    ap.add_argument("--top", type=int, default=12, help="symbols listed under the calling thread's 'alone'")
+    ap.add_argument("--top", type=int, default=12, help="symbols listed under each role's 'alone'")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--window", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -87,7 +93,7 @@ def main() -> int:
                                 capture_output=True, text=True)
     counts: collections.Counter = collections.Counter()
     totals: collections.Counter = collections.Counter()
-    alone: collections.Counter = collections.Counter()
+    alone = {"calling thread": collections.Counter(), "other threads": collections.Counter()}
     for line in script.stdout.splitlines():
         f = line.split()
         if len(f) < 4 or "/" not in f[0]:
@@ -101,22 +107,23 @@ def main() -> int:
         kind = classify(sym, dso)
         counts[(role, kind)] += 1
         totals[role] += 1
-        if role == "calling thread" and kind == "alone":
-            alone[sym[:100]] += 1
+        if kind == "alone":
+            alone[role][sym[:100]] += 1
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; dtype {args.dtype}, quantize {args.quantize}, "
           f"{args.threads} threads; {args.calls} x {args.tokens} tokens at {w['tokens_per_s']:.1f} tokens/s "
           f"(under perf)")
-    kinds = ("kernels", "attention", "openmp", "alone")
+    kinds = ("kernels", "attention", "openmp", "team wait", "streaming", "alone")
     print("\n| thread | samples | " + " | ".join(kinds) + " |")
     print("|---|---:|" + "---:|" * len(kinds))
     for role in ("calling thread", "other threads"):
         n = totals[role]
         if n:
             print(f"| {role} | {n} | " + " | ".join(f"{100 * counts[(role, k)] / n:.1f} %" for k in kinds) + " |")
-    if totals["calling thread"]:
-        print("\ncalling thread, alone, by symbol:")
-        for sym, n in alone.most_common(args.top):
-            print(f"  {100 * n / totals['calling thread']:5.2f} %  {sym}")
+    for role in ("calling thread", "other threads"):
+        if totals[role]:
+            print(f"\n{role}, alone, by symbol:")
+            for sym, n in alone[role].most_common(args.top):
+                print(f"  {100 * n / totals[role]:5.2f} %  {sym}")
     return 0
 
 
