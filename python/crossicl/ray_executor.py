@@ -262,12 +262,17 @@ class RayExecutor:
 
     def _feed(self, spec: ModelSpec, decode: Mapping[str, Any], source: Iterator, queue: collections.deque,
               running: dict, more: bool) -> bool:
-        """Tops every live actor up to DEPTH batches, queued ones first; returns whether ``source`` has more."""
+        """Tops every live actor up to DEPTH batches, queued ones first; returns whether ``source`` has more.
+        A batch already blamed for a death runs alone on an idle actor: with a batch queued behind it, or one just
+        finished ahead of it whose result died with the process, the next death could not be told apart (an
+        innocent batch blamed twice would stop the run naming it)."""
         for depth in range(1, DEPTH + 1):
             for slot in self._slots:
-                if slot.state != "up" or len(slot.jobs) >= depth:
+                if slot.state != "up" or len(slot.jobs) >= depth or any(j.failures for _, j in slot.jobs):
                     continue
                 if queue:
+                    if queue[0].failures and slot.jobs:  # it waits for an idle actor
+                        continue
                     job = queue.popleft()
                 elif more:
                     nxt = next(source, None)
