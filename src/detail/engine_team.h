@@ -30,12 +30,12 @@ class Team {
   int size() const { return size_; }
 
   /// fn(t) on every thread of the team (t in [0, size()), this thread as 0); returns when every call has returned.
-  /// After its call a thread streams up to a budget of [next, next + next_bytes) (the part a thread t of size()
+  /// After its call a thread streams up to a budget of the weights set_next named (the part a thread t of size()
   /// would take first: from next_bytes * t / size()) into its cache until the next job comes.
-  void each(const std::function<void(int)>& fn, const void* next = nullptr, std::int64_t next_bytes = 0);
+  void each(const std::function<void(int)>& fn);
 
-  /// The weights of the product after the coming one, for the next each() that names none (a product's caller
-  /// knows its successor where the kernel does not).
+  /// The weights of the product after the coming one, for the next each() (a product's caller knows its successor
+  /// where the kernel does not).
   void set_next(const void* next, std::int64_t next_bytes) {
     next_ = next;
     next_bytes_ = next_bytes;

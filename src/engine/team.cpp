@@ -161,17 +161,13 @@ void Team::run(const std::function<void()>& body) {
 #endif
 }
 
-void Team::each(const std::function<void(int)>& fn, const void* next, std::int64_t next_bytes) {
+void Team::each(const std::function<void(int)>& fn) {
   State& s = *state_;
-  if (!next) {
-    next = next_;
-    next_bytes = next_bytes_;
-  }
+  s.fn = &fn;
+  s.next = static_cast<const char*>(next_);
+  s.next_bytes = next_bytes_;
   next_ = nullptr;
   next_bytes_ = 0;
-  s.fn = &fn;
-  s.next = static_cast<const char*>(next);
-  s.next_bytes = next_bytes;
   const std::uint64_t j = s.job.load(std::memory_order_relaxed) + 1;
   s.job.store(j, std::memory_order_release);
   std::exception_ptr mine;
