@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <filesystem>
+#include <fstream>
 #include <set>
 
 #include <ATen/ATen.h>
@@ -37,6 +38,22 @@ c10::Device parse_device(const std::string& name) {
   return device;
 }
 
+// Makes wq/wk/wv views of the rows of wqkv and w1/w3 views of w13, where both the fused tensor and its parts are
+// held (an int8 model drops the float ones).
+void view_parts(LayerWeights& l) {
+  if (l.wqkv.defined() && l.wq.defined()) {
+    const std::int64_t nq = l.wq.size(0), nk = l.wk.size(0), nv = l.wv.size(0);
+    l.wq = l.wqkv.narrow(0, 0, nq);
+    l.wk = l.wqkv.narrow(0, nq, nk);
+    l.wv = l.wqkv.narrow(0, nq + nk, nv);
+  }
+  if (l.w13.defined() && l.w1.defined()) {
+    const std::int64_t h = l.w1.size(0);
+    l.w1 = l.w13.narrow(0, 0, h);
+    l.w3 = l.w13.narrow(0, h, h);
+  }
+}
+
 // Fuses wq/wk/wv into wqkv and w1/w3 into w13 (see LayerWeights) and makes the parts views of the fused rows.
 // Pages of memory-mapped parts are released once copied, so the weights are held once.
 void fuse_projections(LayerWeights& l) {
@@ -48,12 +65,7 @@ void fuse_projections(LayerWeights& l) {
     l.w13 = at::cat({l.w1, l.w3}, 0);
     for (const at::Tensor* t : {&l.w1, &l.w3}) detail::release_mapped_pages(*t);
   }
-  const std::int64_t nq = l.wq.size(0), nk = l.wk.size(0), nv = l.wv.size(0), h = l.w1.size(0);
-  l.wq = l.wqkv.narrow(0, 0, nq);
-  l.wk = l.wqkv.narrow(0, nq, nk);
-  l.wv = l.wqkv.narrow(0, nq + nk, nv);
-  l.w1 = l.w13.narrow(0, 0, h);
-  l.w3 = l.w13.narrow(0, h, h);
+  view_parts(l);
 }
 
 constexpr std::array<std::string_view, 5> kKeepFloatNames = {"qkv", "o", "gate_up", "down", "head"};
@@ -90,6 +102,58 @@ std::vector<QuantLayer> quantize_layers(std::vector<LayerWeights>& layers, const
     out.push_back(std::move(q));
   }
   return out;
+}
+
+// Bytes of memory the kernel reports available (MemAvailable), or -1 when it cannot be read.
+std::int64_t memory_available() {
+  std::ifstream f("/proc/meminfo");
+  std::string key;
+  std::int64_t kib = 0;
+  std::string unit;
+  while (f >> key >> kib >> unit)
+    if (key == "MemAvailable:") return kib * 1024;
+  return -1;
+}
+
+// Copies what every decode step streams, each block's four Linear weights (float, or int8 codes and scales) and
+// the LM head, into one detail::HugePageArena, block by block, each part's old memory freed (or its mapped pages
+// released) as it is replaced, so the weights are held once. Skipped when the weights still viewing a file
+// mapping would need more than half the memory available as anonymous copies: such a model keeps reading its
+// pages from the page cache.
+void place_on_huge_pages(Weights& w, std::vector<QuantLayer>& q, QuantWeight& qout, QuantWeight& qemb) {
+  auto each = [&](std::size_t layer, auto&& fn) {
+    if (layer == w.layers.size()) {
+      for (at::Tensor* t : {&w.output, &qout.q, &qout.scale}) fn(*t);
+      return;
+    }
+    LayerWeights& l = w.layers[layer];
+    for (at::Tensor* t : {&l.wqkv, &l.wo, &l.w13, &l.w2}) fn(*t);
+    if (layer < q.size())
+      for (QuantWeight* x : {&q[layer].wqkv, &q[layer].wo, &q[layer].w13, &q[layer].w2})
+        for (at::Tensor* t : {&x->q, &x->scale}) fn(*t);
+  };
+  std::int64_t bytes = 0, mapped = 0;
+  for (std::size_t i = 0; i <= w.layers.size(); ++i)
+    each(i, [&](const at::Tensor& t) {
+      bytes += detail::HugePageArena::bytes_for(t);
+      if (detail::is_mapped_view(t)) mapped += detail::HugePageArena::bytes_for(t);
+    });
+  const std::int64_t available = mapped > 0 ? memory_available() : -1;
+  if (available >= 0 && mapped > available / 2) return;
+  const bool tied = w.output.defined() && w.output.is_same(w.tok_embeddings);
+  const bool qtied = qout.q.defined() && qout.q.is_same(qemb.q);
+  detail::HugePageArena arena(bytes);
+  for (std::size_t i = 0; i <= w.layers.size(); ++i) {
+    each(i, [&](at::Tensor& t) {
+      at::Tensor c = arena.copy(t);
+      if (c.is_same(t)) return;
+      detail::release_mapped_pages(t);
+      t = std::move(c);
+    });
+    if (i < w.layers.size()) view_parts(w.layers[i]);  // the old fused tensors go with their last views
+  }
+  if (tied) w.tok_embeddings = w.output;
+  if (qtied) qemb = qout;
 }
 
 // 512 token ids in [0, vocab) from a fixed linear congruential sequence: calibration when none is given.
@@ -177,6 +241,7 @@ Model::Model(Weights weights, c10::Device device, Quantize quantize, const Int8O
     else
       move(weights_.output);
   }
+  if (device_.is_cpu()) place_on_huge_pages(weights_, quant_layers_, quant_output_, quant_embeddings_);
   inv_freq_ = inv_freq_.to(device_);
 }
 

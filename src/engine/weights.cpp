@@ -60,8 +60,12 @@ void delete_mapped_view(void* ctx) { delete static_cast<MappedView*>(ctx); }
 
 }  // namespace
 
+bool is_mapped_view(const at::Tensor& t) {
+  return t.defined() && t.device().is_cpu() && t.storage().data_ptr().get_deleter() == &delete_mapped_view;
+}
+
 void release_mapped_pages(const at::Tensor& t) {
-  if (!t.defined() || !t.device().is_cpu() || t.storage().data_ptr().get_deleter() != &delete_mapped_view) return;
+  if (!is_mapped_view(t)) return;
   const long page = ::sysconf(_SC_PAGESIZE);
   const auto begin = reinterpret_cast<std::uintptr_t>(t.data_ptr());
   const std::uintptr_t end = begin + t.numel() * t.element_size();
@@ -88,6 +92,75 @@ at::Tensor mapped_tensor(const std::shared_ptr<MappedFile>& file, std::size_t of
     std::memcpy(t.data_ptr(), p, t.numel() * elem);
   }
   return t.to(target);
+}
+
+namespace {
+
+constexpr std::int64_t kHugePage = std::int64_t{2} << 20;  // x86-64's transparent huge page
+constexpr std::int64_t kArenaAlign = 4096;                 // each copy starts on a page of its own
+
+}  // namespace
+
+struct HugePageArena::Mapping {
+  void* base = nullptr;    // as mmap returned it
+  std::size_t length = 0;  // as mapped
+  char* start = nullptr;   // base rounded up to a huge page
+  std::int64_t bytes = 0;  // usable from start
+  ~Mapping() {
+    if (base) ::munmap(base, length);
+  }
+};
+
+namespace {
+
+// Context of a tensor in an arena: holds the mapping. Its deleter identifies such tensors.
+struct ArenaView {
+  std::shared_ptr<HugePageArena::Mapping> mapping;
+};
+
+void delete_arena_view(void* ctx) { delete static_cast<ArenaView*>(ctx); }
+
+}  // namespace
+
+HugePageArena::HugePageArena(std::int64_t bytes) {
+  if (bytes <= 0) return;
+  auto m = std::make_shared<Mapping>();
+  m->length = static_cast<std::size_t>(bytes + kHugePage);  // room to start on a huge page
+  void* p = ::mmap(nullptr, m->length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return;
+  m->base = p;
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  m->start = reinterpret_cast<char*>((a + kHugePage - 1) / kHugePage * kHugePage);
+  m->bytes = bytes;
+#ifdef MADV_HUGEPAGE
+  ::madvise(m->start, static_cast<std::size_t>(bytes), MADV_HUGEPAGE);  // advice only: refused, pages stay 4 KiB
+#endif
+  mapping_ = std::move(m);
+}
+
+std::int64_t HugePageArena::bytes_for(const at::Tensor& t) {
+  const std::int64_t n = t.defined() ? static_cast<std::int64_t>(t.numel()) * t.element_size() : 0;
+  return (n + kArenaAlign - 1) / kArenaAlign * kArenaAlign;
+}
+
+at::Tensor HugePageArena::copy(const at::Tensor& t) {
+  if (!mapping_ || !t.defined() || !t.device().is_cpu() || t.numel() == 0 || !t.is_non_overlapping_and_dense())
+    return t;
+  const std::int64_t need = bytes_for(t);
+  if (used_ + need > mapping_->bytes) return t;
+  char* p = mapping_->start + used_;
+  used_ += need;
+  at::Tensor out = at::for_blob(p, t.sizes())  // dense: t's strides address exactly numel elements from p
+                       .strides(t.strides())
+                       .context(new ArenaView{mapping_}, &delete_arena_view)
+                       .options(t.options())
+                       .make_tensor();
+  out.copy_(t);
+  return out;
+}
+
+bool HugePageArena::holds(const at::Tensor& t) {
+  return t.defined() && t.device().is_cpu() && t.storage().data_ptr().get_deleter() == &delete_arena_view;
 }
 
 }  // namespace detail

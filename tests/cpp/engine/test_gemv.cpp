@@ -1,7 +1,8 @@
 // Matrix-vector kernels of decode (detail/engine_gemv.h): float32 and bfloat16 against ATen within a bound derived
 // from the reduction length, int8 bit-identical to at::_int_mm in both weight layouts, odd sizes and tails (output
 // blocks, odd input rows, row chunks), every ISA path giving the same bits. Hidden cases ([.bench]) time them
-// against ATen on SmolLM2's shapes, one matrix at a time and over a whole pass with the weights out of cache.
+// against ATen on SmolLM2's shapes, one matrix at a time and over a whole pass with the weights out of cache, and
+// that pass with its weights in a huge-page arena (detail::HugePageArena) against the allocator's pages.
 // Also the bfloat16 GEMM through float32 (detail::linear_bf16_via_float) that replaces ATen's where it is slow.
 #include <algorithm>
 #include <chrono>
@@ -21,6 +22,7 @@
 #include "crossicl/core/error.h"
 #include "crossicl/core/isa.h"
 #include "detail/engine_gemv.h"
+#include "detail/engine_mmap.h"
 #include "detail/engine_ops.h"
 #include "detail/engine_team.h"
 
@@ -394,4 +396,65 @@ TEST_CASE("gemv timings over a whole SmolLM2-135M pass (weights out of cache)", 
               "int8 [in, out] rows %.2f ms (%.1f GB/s), %.2fx; int8 [out, in] rows %.2f ms (%.1f GB/s), %.2fx\n",
               shapes.size(), at::get_num_threads(), tf * 1e3, fbytes / tf / 1e9, tb * 1e3, fbytes / 2 / tb / 1e9,
               tf / tb, tq * 1e3, qbytes / tq / 1e9, tf / tq, tr * 1e3, qbytes / tr / 1e9, tf / tr);
+}
+
+TEST_CASE("gemv over a whole SmolLM2-135M pass with its weights in a huge-page arena or where the allocator put them",
+          "[.bench]") {
+  // What Model does at load (detail::HugePageArena): the same pass of products with its weights copied into one
+  // arena advised for transparent huge pages, against the same weights where ATen's allocator put them (4 KiB
+  // pages unless the kernel's THP setting is "always"). The two alternate, a pass each, so that both see the
+  // machine's load changes; the ratio of each round is printed, then their medians.
+  std::vector<std::pair<std::int64_t, std::int64_t>> shapes;
+  for (int l = 0; l < 30; ++l)
+    for (auto s : {std::pair<std::int64_t, std::int64_t>{960, 576}, {576, 576}, {3072, 576}, {576, 1536}})
+      shapes.push_back(s);
+  shapes.push_back({49152, 576});
+  std::vector<at::Tensor> w[3][2], x[3], yf, yb;  // [float32, bfloat16, int8 rows][allocator, arena]
+  std::int64_t arena_bytes = 0, elems = 0;
+  for (auto [out, in] : shapes) {
+    w[0][0].push_back(at::randn({out, in}));
+    w[1][0].push_back(w[0][0].back().to(at::kBFloat16));
+    w[2][0].push_back(at::randint(-127, 128, {out, in}).to(at::kChar));
+    for (int k = 0; k < 3; ++k) arena_bytes += d::HugePageArena::bytes_for(w[k][0].back());
+    x[0].push_back(at::randn({1, in}));
+    x[1].push_back(x[0].back().to(at::kBFloat16));
+    x[2].push_back(at::randint(-127, 128, {1, in}).to(at::kChar));
+    yf.push_back(at::empty({1, out}));
+    yb.push_back(at::empty({1, out}, at::kBFloat16));
+    elems += out * in;
+  }
+  d::HugePageArena arena(arena_bytes);
+  for (int k = 0; k < 3; ++k)
+    for (const at::Tensor& t : w[k][0]) w[k][1].push_back(arena.copy(t));
+  REQUIRE(d::HugePageArena::holds(w[2][1].back()));
+  std::vector<std::int32_t> yq(49152);
+  auto pass = [&](int k, int a) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (std::size_t i = 0; i < shapes.size(); ++i) {
+      if (k == 2)
+        d::gemv_int8_into(x[2][i], w[2][a][i], yq.data(), nullptr);
+      else
+        d::gemv_into(x[k][i], w[k][a][i], k == 0 ? yf[i] : yb[i], false);
+    }
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  const char* names[3] = {"float32", "bfloat16", "int8 rows"};
+  const double bytes[3] = {elems * 4.0, elems * 2.0, elems * 1.0};
+  std::vector<double> ratio[3];
+  for (int r = 0; r < 16; ++r) {
+    for (int k = 0; k < 3; ++k) {
+      const int first = r % 2;  // which goes first alternates
+      double t[2];
+      t[first] = pass(k, first);
+      t[1 - first] = pass(k, 1 - first);
+      ratio[k].push_back(t[0] / t[1]);
+      std::printf("%s: allocator %.1f GB/s, arena %.1f GB/s (%.3fx)%s", names[k], bytes[k] / t[0] / 1e9,
+                  bytes[k] / t[1] / 1e9, t[0] / t[1], k == 2 ? "\n" : "; ");
+    }
+  }
+  for (int k = 0; k < 3; ++k) {
+    std::sort(ratio[k].begin(), ratio[k].end());
+    std::printf("%s: median arena / allocator speed %.3fx over %zu rounds (threads %d)\n", names[k],
+                (ratio[k][7] + ratio[k][8]) / 2, ratio[k].size(), at::get_num_threads());
+  }
 }

@@ -8,6 +8,8 @@
 #include "crossicl/core/error.h"
 #include "crossicl/engine/model.h"
 #include "crossicl/engine/weights.h"
+#include "detail/engine_mmap.h"
+#include "detail/engine_quant.h"
 #include "engine_test_util.h"
 #include "../test_data.h"
 
@@ -67,6 +69,78 @@ TEST_CASE("llama2.c weights are views of the mapped file where possible", "[engi
   CHECK(l.wqkv.size(0) == l.wq.size(0) + l.wk.size(0) + l.wv.size(0));
   CHECK(at::equal(m.weights().layers[1].w3, w3_copy));
   CHECK(m.weights().layers[1].w13.size(0) == 2 * w3_copy.size(0));
+}
+
+TEST_CASE("a huge-page arena copies dense tensors with their strides and refuses the rest", "[engine]") {
+  using crossicl::detail::HugePageArena;
+  const at::Tensor a = at::randn({300, 70});                          // contiguous
+  const at::Tensor t = at::randn({90, 50}).t();                       // [50, 90] view of [90, 50] rows
+  const at::Tensor gaps = at::randn({40, 64}).narrow(1, 0, 33);       // rows with gaps: not dense
+  const at::Tensor i8 = at::randint(-127, 128, {33, 17}).to(at::kChar);
+  at::Tensor ca, ct, cg, ci, over;
+  {
+    HugePageArena arena(HugePageArena::bytes_for(a) + HugePageArena::bytes_for(t) + HugePageArena::bytes_for(i8));
+    ca = arena.copy(a);
+    ct = arena.copy(t);
+    cg = arena.copy(gaps);
+    ci = arena.copy(i8);
+    over = arena.copy(at::randn({4}));  // the arena is full
+  }  // the copies keep the mapping
+  CHECK(HugePageArena::holds(ca));
+  CHECK(HugePageArena::holds(ct));
+  CHECK(HugePageArena::holds(ci));
+  CHECK_FALSE(HugePageArena::holds(a));
+  CHECK(at::equal(ca, a));
+  CHECK(at::equal(ct, t));
+  CHECK(ct.strides() == t.strides());
+  CHECK(at::equal(ci, i8));
+  CHECK(cg.is_same(gaps));
+  CHECK_FALSE(HugePageArena::holds(over));
+  CHECK(HugePageArena::holds(ca.narrow(0, 5, 7)));
+  HugePageArena none(0);
+  CHECK(none.copy(a).is_same(a));
+  CHECK(HugePageArena::bytes_for(a) % 4096 == 0);
+  CHECK(HugePageArena::bytes_for(a) >= 300 * 70 * 4);
+}
+
+TEST_CASE("a CPU model streams its decode weights from one huge-page arena, views, ties and values kept",
+          "[engine][model]") {
+  const std::string p = test::shared_path("models/stories260K/stories260K.bin");
+  if (p.empty()) return;
+  using crossicl::detail::HugePageArena;
+  for (const auto& [dtype, quantize] : {std::pair{at::kFloat, Quantize::None}, std::pair{at::kBFloat16, Quantize::None},
+                                        std::pair{at::kFloat, Quantize::Int8}}) {
+    INFO("dtype " << c10::toString(dtype) << (quantize == Quantize::Int8 ? ", int8" : ""));
+    const Weights loaded = load_llama2c(p, dtype);
+    const at::Tensor wo = loaded.layers[2].wo.clone(), out = loaded.output.clone();
+    Weights w = load_llama2c(p, dtype);
+    const bool tied = w.output.is_same(w.tok_embeddings);
+    Int8Options plain;
+    plain.smooth_alpha = 0;  // quantised as loaded, to compare with quantize_linear
+    const Model m(std::move(w), c10::Device(c10::kCPU), quantize, plain);
+    const Weights& mw = m.weights();
+    if (quantize == Quantize::Int8) {
+      for (const QuantLayer& q : m.quant_layers())
+        for (const QuantWeight* x : {&q.wqkv, &q.wo, &q.w13, &q.w2}) {
+          CHECK(HugePageArena::holds(x->q));
+          CHECK(HugePageArena::holds(x->scale));
+        }
+      CHECK(HugePageArena::holds(m.quant_output().q));
+      CHECK(m.quant_embeddings().q.is_same(m.quant_output().q) == tied);
+      const QuantWeight direct = crossicl::detail::quantize_linear(wo);
+      CHECK(at::equal(m.quant_layers()[2].wo.q, direct.q));
+    } else {
+      for (const LayerWeights& l : mw.layers) {
+        for (const at::Tensor* t : {&l.wqkv, &l.wo, &l.w13, &l.w2}) CHECK(HugePageArena::holds(*t));
+        CHECK(l.wk.data_ptr() == static_cast<const char*>(l.wqkv.data_ptr()) + l.wq.numel() * l.wq.element_size());
+        CHECK(l.w3.data_ptr() == static_cast<const char*>(l.w13.data_ptr()) + l.w1.numel() * l.w1.element_size());
+      }
+      CHECK(HugePageArena::holds(mw.output));
+      CHECK(mw.output.is_same(mw.tok_embeddings) == tied);
+      CHECK(at::equal(mw.layers[2].wo, wo));
+      CHECK(at::equal(mw.output, out));
+    }
+  }
 }
 
 TEST_CASE("corrupt safetensors files throw LoadError naming file and tensor", "[engine]") {
