@@ -58,11 +58,14 @@ struct MappedView {
 
 void delete_mapped_view(void* ctx) { delete static_cast<MappedView*>(ctx); }
 
+// Whether t is a CPU tensor whose storage was made with `deleter` (how mapped views and arena copies are told).
+bool made_with(const at::Tensor& t, void (*deleter)(void*)) {
+  return t.defined() && t.device().is_cpu() && t.storage().data_ptr().get_deleter() == deleter;
+}
+
 }  // namespace
 
-bool is_mapped_view(const at::Tensor& t) {
-  return t.defined() && t.device().is_cpu() && t.storage().data_ptr().get_deleter() == &delete_mapped_view;
-}
+bool is_mapped_view(const at::Tensor& t) { return made_with(t, &delete_mapped_view); }
 
 void release_mapped_pages(const at::Tensor& t) {
   if (!is_mapped_view(t)) return;
@@ -159,9 +162,7 @@ at::Tensor HugePageArena::copy(const at::Tensor& t) {
   return out;
 }
 
-bool HugePageArena::holds(const at::Tensor& t) {
-  return t.defined() && t.device().is_cpu() && t.storage().data_ptr().get_deleter() == &delete_arena_view;
-}
+bool HugePageArena::holds(const at::Tensor& t) { return made_with(t, &delete_arena_view); }
 
 }  // namespace detail
 
